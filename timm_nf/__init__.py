@@ -1,0 +1,9 @@
+"""timm-nf: normalizer-free ResNets and RegNets (Brock, De & Smith, ICLR 2021) for timm.
+
+Importing this package registers every model with timm. After `pip install`, a start-up hook does the same for any
+process that imports timm (set TIMM_NF_AUTOLOAD=0 to turn it off).
+"""
+from .models import MODEL_CONFIGS, NFConfig, NFNet, SPP_RESNET600_DEPTHS
+
+__version__ = '0.1.0'
+__all__ = ['MODEL_CONFIGS', 'NFConfig', 'NFNet', 'SPP_RESNET600_DEPTHS', '__version__']
