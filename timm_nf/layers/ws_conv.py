@@ -89,6 +89,7 @@ class WSConv2d(nn.Conv2d):
         """The effective (weight, bias) of this conv; `with_output_scale=False` leaves out α and `out_gain`."""
         gain = self.gain * self.input_scale
         bias = self.bias
+        assert bias is not None  # always built with a bias; this tells TorchScript so
         if with_output_scale:
             gain = gain * self.output_scale
             bias = bias * self.output_scale

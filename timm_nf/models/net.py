@@ -190,6 +190,12 @@ class NFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    @torch.jit.ignore
+    def fuse(self) -> nn.Module:
+        """An inference model whose WS convs are plain convs holding the folded weights (timm_nf.fusion)."""
+        from ..fusion import fuse  # imported here: fusion depends on this module
+        return fuse(self)
+
     def forward_intermediates(
             self,
             x: torch.Tensor,

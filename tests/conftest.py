@@ -1,0 +1,13 @@
+import pytest
+import torch
+
+import timm_nf  # noqa: F401  registers the models even where the start-up hook is not installed
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: a test that takes more than ~10 s on 2 CPU cores')
