@@ -1,0 +1,200 @@
+"""`python -m hub publish`: a train.py checkpoint → a Hub repo folder (model.safetensors, config.json, README.md).
+
+Order matters: names and the token are checked, the checkpoint is read and matched, and only then is anything written;
+the folder is built in a temporary sibling directory and renamed into place, so it is never half-written.
+"""
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from timm.models import save_for_hf
+
+from timm_nf.models.published import load_published, upsert_published
+
+from .card import hub_readme
+from .checkpoint import CheckpointError, TrainCheckpoint, build_model, read_checkpoint
+from .describe import sizes as data_sizes
+from .flops import params_and_macs
+from .names import RepoName, parse_repo_id
+from .results import read_results, rows_for
+from .upload import UploadError, check_token, upload
+
+FIGURES_DIR = Path(__file__).resolve().parent.parent / 'docs' / 'figures'
+# create_model kwargs a registered tag can carry through its pretrained cfg; anything else changes the architecture
+_TAG_SAFE_ARGS = {'num_classes', 'in_chans', 'global_pool'}
+_TRAIN_DATA_ARGS = ('img_size', 'input_size', 'crop_pct', 'mean', 'std', 'interpolation')
+_REGISTRY_CFG_KEYS = ('input_size', 'test_input_size', 'crop_pct', 'test_crop_pct', 'crop_mode', 'interpolation',
+                      'mean', 'std', 'num_classes', 'pool_size', 'license')
+
+
+class PublishError(ValueError):
+    pass
+
+
+def _data_config(checkpoint: TrainCheckpoint, test_img_size: Optional[int], test_crop_pct: Optional[float]):
+    """The preprocessing train.py used (only what its args set; the rest comes from the registered cfg)."""
+    args = checkpoint.train_args
+    config = {k: args[k] for k in _TRAIN_DATA_ARGS if args.get(k) not in (None, '')}
+    if test_img_size:
+        config['test_input_size'] = (checkpoint.model_args.get('in_chans', 3), test_img_size, test_img_size)
+    if test_crop_pct:
+        config['test_crop_pct'] = test_crop_pct
+    return config
+
+
+def _dataset(checkpoint: TrainCheckpoint, num_classes: int, given: Optional[str]) -> Optional[str]:
+    if given:
+        return given
+    recorded = str(checkpoint.train_args.get('dataset') or '')
+    if '/' in recorded:  # train.py's 'torch/cifar10', 'hfds/org/name' → the dataset's own name
+        return recorded.split('/', 1)[1]
+    return 'imagenet-1k' if num_classes == 1000 else None
+
+
+def _spp_figure(arch: str, figures_dir: Path) -> Optional[Path]:
+    """The NF-net SPP figure from timm_nf.spp closest to `arch`: naming it, else its kind, else any NF one."""
+    figures = sorted(figures_dir.glob('spp_*.png')) if figures_dir.is_dir() else []
+    kind = 'nf_regnet' if 'regnet' in arch else 'nf_resnet'
+    for wanted in (arch, kind, 'nf_'):
+        match = next((f for f in figures if wanted in f.stem), None)
+        if match is not None:
+            return match
+    return None
+
+
+def _metrics(rows: List[Dict[str, str]], dataset: Optional[str]) -> Dict[str, Dict[str, float]]:
+    prefix = 'imagenet' if (dataset or '').startswith('imagenet') else (dataset or 'eval').replace('-', '_')
+    metrics: Dict[str, Dict[str, float]] = {}
+    for row in rows:
+        for metric in ('top1', 'top5'):
+            if row.get(metric):
+                metrics.setdefault(f'{prefix}_{metric}', {})[row.get('img_size') or 'eval'] = float(row[metric])
+    return metrics
+
+
+def registry_entry(repo: RepoName, config: Dict[str, Any], metrics: Dict[str, Any], provenance: str):
+    pcfg = config['pretrained_cfg']
+    # every key written, None included, so that no value of the registered default cfg survives by accident
+    cfg = {'hf_hub_id': repo.repo_id, **{k: pcfg.get(k) for k in _REGISTRY_CFG_KEYS}}
+    return {'tag': repo.model_tag, 'pretrained_cfg': cfg, 'metrics': metrics, 'provenance': provenance}
+
+
+def _build(folder: Path, repo: RepoName, checkpoint: TrainCheckpoint, opts) -> Dict[str, Any]:
+    model = build_model(checkpoint)
+    save_for_hf(model, folder, safe_serialization=True,
+                data_config=_data_config(checkpoint, opts.test_img_size, opts.test_crop_pct))
+    config = json.loads((folder / 'config.json').read_text())
+    size = data_sizes(config['pretrained_cfg'])
+    params, macs = params_and_macs(repo.arch, set(size.values()), **checkpoint.model_args)
+    results = rows_for(read_results(Path(opts.results)), [repo.arch, repo.model_tag, repo.repo_id]) \
+        if opts.results else []
+    figure = _spp_figure(repo.arch, Path(opts.figures_dir))
+    if figure is not None:
+        shutil.copy2(figure, folder / figure.name)
+    dataset = _dataset(checkpoint, config['num_classes'], opts.dataset)
+    readme = hub_readme(repo, checkpoint, config, params, {k: macs[v] for k, v in size.items()}, size, results,
+                        dataset, figure.name if figure is not None else None)
+    (folder / 'README.md').write_text(readme, encoding='utf-8')
+    return dict(config=config, results=results, dataset=dataset)
+
+
+def _readable(folder: Path) -> None:
+    # mkdtemp and safetensors create private files; a published folder is for everyone, like any new file
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
+
+
+def _move_into_place(built: Path, out: Path) -> None:
+    if not out.exists():
+        built.rename(out)
+        return
+    old = out.with_name(f'.{out.name}.old')
+    out.rename(old)  # two renames: `out` is missing for an instant, never half-written
+    built.rename(out)
+    shutil.rmtree(old)
+
+
+def _register(repo: RepoName, checkpoint: TrainCheckpoint, built: Dict[str, Any], opts) -> None:
+    provenance = opts.provenance or (
+        f"trained with timm's train.py; published by `python -m hub publish` from {checkpoint.path.name} "
+        f'({checkpoint.weights}' + (f', epoch {checkpoint.epoch})' if checkpoint.epoch is not None else ')'))
+    entry = registry_entry(repo, built['config'], _metrics(built['results'], built['dataset']), provenance)
+    replaced = upsert_published(entry, Path(opts.registry) if opts.registry else None)
+    print(f'{"updated" if replaced else "registered"} {repo.model_tag} in the published weights registry')
+
+
+def publish(opts) -> Path:
+    """Build (and upload / register) the repo folder; returns the folder path (a temporary one is removed)."""
+    repo = parse_repo_id(opts.repo_id, arch=opts.model)
+    out = Path(opts.out) if opts.out else None
+    if out is not None and out.exists() and not opts.overwrite:
+        raise PublishError(f'{out} exists: pass --overwrite to replace it')
+    if out is None:
+        check_token(repo)
+    checkpoint = read_checkpoint(opts.checkpoint, use_ema=not opts.no_ema, arch=repo.arch)
+    register = opts.register if opts.register is not None else out is None
+    arch_args = sorted(set(checkpoint.model_args) - _TAG_SAFE_ARGS)
+    if register and arch_args:
+        raise PublishError(f'weights built with architecture overrides {arch_args} cannot be a registered tag of '
+                           f'{repo.arch} (a tag carries no model args): publish with --no-register and load them '
+                           f"with create_model('hf-hub:{repo.repo_id}')")
+    if register:
+        load_published(Path(opts.registry) if opts.registry else None)  # a broken registry fails before any write
+    parent = (out.parent if out is not None else Path(tempfile.gettempdir()))
+    parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f'.{repo.model_tag}.', dir=parent))
+    try:
+        built = _build(building, repo, checkpoint, opts)
+        if out is not None:
+            _readable(building)
+            _move_into_place(building, out)
+        else:
+            commit = upload(building, repo, private=opts.private)
+            print(f'uploaded {repo.repo_id}: {commit.commit_url}')
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+    if register:
+        _register(repo, checkpoint, built, opts)
+    return out if out is not None else Path(repo.repo_id)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('checkpoint', help='train.py checkpoint (model_best.pth.tar), its output folder, or a '
+                                           '.safetensors state dict')
+    parser.add_argument('--repo-id', required=True, help='ORG/ARCH.TAG, e.g. myorg/dm_nf_regnet_b1.my_in1k')
+    parser.add_argument('--model', help='architecture, checked against the repo name (which names it anyway)')
+    parser.add_argument('--out', help='write the repo folder here and do not upload')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out folder')
+    parser.add_argument('--no-ema', action='store_true', help="publish the raw weights, not train.py's EMA ones")
+    parser.add_argument('--results', help='a validate/ results CSV; rows for this model go into the card')
+    parser.add_argument('--dataset', help='Hub dataset id for the card (default: from the checkpoint args)')
+    parser.add_argument('--test-img-size', type=int, help='recommended test image size for the config')
+    parser.add_argument('--test-crop-pct', type=float, help='recommended test crop for the config')
+    parser.add_argument('--figures-dir', default=str(FIGURES_DIR), help='where the spp_*.png figures are')
+    parser.add_argument('--register', dest='register', action='store_true', default=None,
+                        help='add the tag to timm_nf/published_weights.json (default: only after an upload)')
+    parser.add_argument('--no-register', dest='register', action='store_false')
+    parser.add_argument('--registry', help='the published weights file to update (default: timm_nf\'s own)')
+    parser.add_argument('--provenance', help='provenance line for the registry entry')
+    parser.add_argument('--private', action='store_true', help='create the Hub repo private')
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m hub publish', description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    opts = parser.parse_args(argv)
+    try:
+        folder = publish(opts)
+    except (PublishError, CheckpointError, UploadError, ValueError) as e:
+        print(f'error: {e}')
+        return 2
+    print(f'published {folder}')
+    return 0

@@ -1,0 +1,42 @@
+"""Upload a built repo folder to the Hub in one commit, after checking the token can write there.
+
+The token comes from huggingface_hub's usual places (HF_TOKEN, then `hf auth login`'s file); it is only ever
+passed to huggingface_hub, never written anywhere.
+"""
+from pathlib import Path
+from typing import Optional
+
+from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+from .names import RepoName
+
+
+class UploadError(RuntimeError):
+    """The upload cannot happen: no token, a rejected token, or no right to write to the namespace."""
+
+
+def check_token(repo: RepoName, token: Optional[str] = None) -> str:
+    """The user name the token belongs to; UploadError before anything is uploaded if it cannot write to repo.org."""
+    try:
+        info = HfApi(token=token).whoami()
+    except LocalTokenNotFoundError:
+        raise UploadError('no Hugging Face token found: set HF_TOKEN or run `hf auth login` before uploading '
+                          '(nothing was uploaded; use --out DIR to build the folder without uploading)') from None
+    except HfHubHTTPError as e:
+        status = getattr(e.response, 'status_code', None)
+        raise UploadError(f'the Hub rejected the token (HTTP {status}): {str(e).splitlines()[0]} '
+                          f'(nothing was uploaded)') from None
+    namespaces = {info.get('name')} | {org.get('name') for org in info.get('orgs', [])}
+    if repo.org not in namespaces:
+        raise UploadError(f'the token belongs to {info.get("name")!r}, who cannot write to {repo.org!r} '
+                          f'(namespaces: {sorted(n for n in namespaces if n)}; nothing was uploaded)')
+    return info['name']
+
+
+def upload(folder: Path, repo: RepoName, token: Optional[str] = None, private: bool = False,
+           commit_message: Optional[str] = None) -> CommitInfo:
+    api = HfApi(token=token, library_name='timm')
+    api.create_repo(repo.repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder),
+                             commit_message=commit_message or f'Add {repo.model_tag} (timm-nf)')

@@ -1,0 +1,105 @@
+"""`python -m hub verify SOURCE --checkpoint CKPT`: load published weights exactly as a user would and compare them
+with the training checkpoint: architecture, every tensor's checksum, logits on a fixed input. Exit 1 on a mismatch.
+
+SOURCE is what a user passes to timm.create_model: 'hf-hub:ORG/ARCH.TAG', 'local-dir:/path' (a plain folder path
+is taken as local-dir), or a registered 'ARCH.TAG'.
+"""
+import argparse
+import hashlib
+from pathlib import Path
+from typing import List, Tuple
+
+import torch
+import timm
+from safetensors import SafetensorError
+
+from .checkpoint import CheckpointError, build_model, read_checkpoint, read_safetensors, state_dict_mismatch
+
+
+class VerifyError(RuntimeError):
+    pass
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    return hashlib.sha256(raw.numpy().tobytes()).hexdigest()
+
+
+def fixed_input(channels: int, size: int, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _source(source: str) -> str:
+    if ':' not in source and Path(source).is_dir():
+        return f'local-dir:{Path(source).resolve()}'
+    return source
+
+
+def load_published(source: str) -> torch.nn.Module:
+    """timm.create_model(source, pretrained=True), with a clear error for unreadable weight files."""
+    if source.startswith('local-dir:'):
+        folder = Path(source.split(':', 1)[1])
+        if not (folder / 'config.json').is_file():
+            raise VerifyError(f'{folder} has no config.json: expected a folder written by `python -m hub publish`')
+        if (folder / 'model.safetensors').is_file():
+            read_safetensors(folder / 'model.safetensors')  # a truncated file is named here, not deep in timm
+    try:
+        return timm.create_model(source, pretrained=True).eval()
+    except SafetensorError as e:
+        raise VerifyError(f'the published model.safetensors of {source} is truncated or corrupt: {e}') from None
+
+
+def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: int, atol: float
+            ) -> List[Tuple[bool, str, str]]:
+    """[(passed, check, detail)] for architecture, tensors and logits."""
+    checks = []
+    got_cfg, want_cfg = getattr(published, 'cfg', None), getattr(reference, 'cfg', None)
+    same_arch = (type(published) is type(reference) and got_cfg == want_cfg
+                 and published.num_classes == reference.num_classes)
+    checks.append((same_arch, 'architecture',
+                   f'{type(published).__name__}, {published.num_classes} classes' if same_arch else
+                   f'published {got_cfg} / {published.num_classes} classes vs checkpoint {want_cfg} / '
+                   f'{reference.num_classes} classes'))
+    got, want = published.state_dict(), reference.state_dict()
+    problems = state_dict_mismatch(want, got)
+    differ = [k for k in want if k in got and got[k].shape == want[k].shape and
+              (got[k].dtype != want[k].dtype or tensor_checksum(got[k]) != tensor_checksum(want[k]))]
+    ok = not problems and not differ
+    detail = f'{len(want)} tensors, sha256 identical' if ok else '; '.join(
+        problems + ([f'{len(differ)} tensors differ, e.g. {differ[:5]}'] if differ else []))
+    checks.append((ok, 'tensor checksums', detail))
+    if same_arch:
+        x = fixed_input(published.pretrained_cfg['input_size'][0], img_size)
+        with torch.no_grad():
+            diff = (published(x) - reference(x)).abs().max().item()
+        checks.append((diff <= atol, 'logits', f'max |Δ| = {diff:.3g} on a fixed {tuple(x.shape)} input '
+                                               f'(tolerance {atol:g})'))
+    return checks
+
+
+def verify(source: str, checkpoint_path: str, use_ema: bool = True, img_size: int = 0, atol: float = 1e-5
+           ) -> List[Tuple[bool, str, str]]:
+    source = _source(source)
+    published = load_published(source)
+    checkpoint = read_checkpoint(checkpoint_path, use_ema=use_ema, arch=published.pretrained_cfg.get('architecture'))
+    reference = build_model(checkpoint)
+    return compare(published, reference, img_size or published.pretrained_cfg['input_size'][-1], atol)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m hub verify', description=__doc__.splitlines()[0])
+    parser.add_argument('source', help="'hf-hub:ORG/ARCH.TAG', 'local-dir:PATH' / a folder, or 'ARCH.TAG'")
+    parser.add_argument('--checkpoint', required=True, help='the train.py checkpoint the weights came from')
+    parser.add_argument('--no-ema', action='store_true', help='compare with the raw weights, not the EMA ones')
+    parser.add_argument('--img-size', type=int, default=0, help='input size for the logits (default: the config)')
+    parser.add_argument('--atol', type=float, default=1e-5, help='largest allowed logit difference')
+    opts = parser.parse_args(argv)
+    try:
+        checks = verify(opts.source, opts.checkpoint, not opts.no_ema, opts.img_size, opts.atol)
+    except (VerifyError, CheckpointError) as e:
+        print(f'FAIL  {opts.source}: {e}')
+        return 1
+    print(f'verify {opts.source} against {opts.checkpoint}')
+    for passed, name, detail in checks:
+        print(f'{"PASS" if passed else "FAIL"}  {name}: {detail}')
+    return 0 if all(passed for passed, _, _ in checks) else 1
