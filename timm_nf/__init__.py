@@ -4,6 +4,7 @@ Importing this package registers every model with timm. After `pip install`, a s
 process that imports timm (set TIMM_NF_AUTOLOAD=0 to turn it off).
 """
 from .models import MODEL_CONFIGS, NFConfig, NFNet, SPP_RESNET600_DEPTHS
+from .fusion import fuse
 
 __version__ = '0.1.0'
-__all__ = ['MODEL_CONFIGS', 'NFConfig', 'NFNet', 'SPP_RESNET600_DEPTHS', '__version__']
+__all__ = ['MODEL_CONFIGS', 'NFConfig', 'NFNet', 'SPP_RESNET600_DEPTHS', 'fuse', '__version__']

@@ -1,0 +1,295 @@
+"""Inference fusion: every weight-standardised conv becomes a plain conv holding its folded weight and bias.
+
+A normalizer-free net has no batch statistics, so at inference its weight standardisation, WS gains, γ, β, α and
+SkipInit gains are constants. `fuse(model)` folds each of them into the neighbouring convolution wherever that is
+exact (a scalar on a conv's input or output; never through a non-homogeneous activation such as SiLU), so a fused
+block is convs, activations, [SE] and one add. Works on our NFNet and on timm's own NormFreeNet.
+
+The fused weights are a snapshot: a fused model refuses `.train()` and `requires_grad_()`; keep the original to train.
+"""
+import copy
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer
+from timm.models import nfnet as timm_nfnet
+from torch import nn
+
+from .layers import WSConv2d
+from .models.block import NFBlock
+from .models.net import NFNet
+
+__all__ = ['fuse', 'load_fused', 'FusedNFNet', 'FusedNormFreeNet', 'FusedNFBlock', 'FusedNormFreeBlock']
+
+
+class _FusedMixin:
+    """Refuses training: the folded weights no longer follow the trainable parameters they came from."""
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError(
+                f'{type(self).__name__} is a fused inference model and cannot be trained: its weights are a snapshot '
+                'of the folded standardised weights. Train the original (unfused) model and fuse it again.')
+        return super().train(False)
+
+    def requires_grad_(self, requires_grad: bool = True):
+        if requires_grad:
+            raise RuntimeError(f'{type(self).__name__} is a fused inference model: its parameters cannot take gradients')
+        return super().requires_grad_(False)
+
+
+class FusedNFNet(_FusedMixin, NFNet):
+    """An NFNet after `fuse()`: same modules and methods, plain convs, no SkipInit gains. Built only by `fuse`."""
+
+
+class FusedNormFreeNet(_FusedMixin, timm_nfnet.NormFreeNet):
+    """timm's NormFreeNet after `fuse()`. Built only by `fuse`."""
+
+
+# ---------------------------------------------------------------------------------------------------------- convs
+
+def _folded_conv(
+        conv: nn.Conv2d,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor],
+        padding=None,
+        same_pad: bool = False,
+) -> nn.Conv2d:
+    """A plain conv with `conv`'s geometry holding (weight, bias); `same_pad` keeps timm's dynamic SAME padding."""
+    kwargs = dict(
+        stride=conv.stride, dilation=conv.dilation, groups=conv.groups, bias=bias is not None,
+        device=weight.device, dtype=weight.dtype)
+    if same_pad:
+        plain = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, padding=0, **kwargs)
+    else:
+        plain = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size,
+            padding=conv.padding if padding is None else padding, **kwargs)
+    with torch.no_grad():
+        # empty_like keeps the source weight's memory format (channels_last stays channels_last)
+        plain.weight = nn.Parameter(torch.empty_like(conv.weight).copy_(weight), requires_grad=False)
+        if bias is not None:
+            plain.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+    return plain
+
+
+@torch.no_grad()
+def _fuse_ws_conv(conv: WSConv2d, out_gain: Optional[torch.Tensor] = None) -> nn.Conv2d:
+    weight, bias = conv.standardized_weight(out_gain)
+    return _folded_conv(conv, weight, bias)
+
+
+@torch.no_grad()
+def _fuse_scaled_std_conv(conv: nn.Conv2d, input_scale: float = 1.0, output_scale: float = 1.0) -> nn.Conv2d:
+    """timm's ScaledStdConv2d[Same], with scalars on its input or output folded in (both exact: the conv is linear)."""
+    # the same batch_norm call timm's forward makes, so the folded weight is bit-for-bit the one timm convolves with
+    weight = F.batch_norm(
+        conv.weight.reshape(1, conv.out_channels, -1), None, None,
+        weight=(conv.gain * conv.scale).view(-1), training=True, momentum=0., eps=conv.eps,
+    ).reshape_as(conv.weight)
+    weight = weight * (input_scale * output_scale)
+    bias = None if conv.bias is None else conv.bias * output_scale
+    return _folded_conv(conv, weight, bias, same_pad=isinstance(conv, ScaledStdConv2dSame) and conv.same_pad)
+
+
+# ------------------------------------------------------------------------------------------------- our NFNet
+
+class FusedNFBlock(nn.Module):
+    """NFBlock after fusion: act → [shortcut conv] ; conv → act → conv → [SE] → act → conv → + shortcut.
+
+    β, γ, α, the WS gains and the SkipInit gain are all inside the plain convs' weights and biases.
+    """
+
+    def __init__(self, block: NFBlock):
+        super().__init__()
+        self.downsample = block.downsample
+        if self.downsample is not None:
+            self.downsample.conv = _fuse_ws_conv(self.downsample.conv)
+        self.act1 = block.act1
+        self.conv1 = _fuse_ws_conv(block.conv1)
+        self.act2 = block.act2
+        self.conv2 = _fuse_ws_conv(block.conv2)
+        self.attn = block.attn
+        self.act3 = block.act3
+        self.conv3 = _fuse_ws_conv(block.conv3, block.skipinit_gain)
+        self.drop_path = block.drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(x)
+        shortcut = x if self.downsample is None else self.downsample(out)
+        out = self.conv2(self.act2(self.conv1(out)))
+        if self.attn is not None:
+            out = self.attn(out)
+        out = self.conv3(self.act3(out))
+        return self.drop_path(out) + shortcut
+
+
+def _fuse_nfnet(model: NFNet) -> None:
+    model.stem.conv = _fuse_ws_conv(model.stem.conv)
+    for stage in model.stages:
+        for idx, block in enumerate(stage):
+            stage[idx] = FusedNFBlock(block)
+    if isinstance(model.final_conv, WSConv2d):
+        model.final_conv = _fuse_ws_conv(model.final_conv)
+    # `final_act_gamma` (dm_ family) stays a multiply: it is part of forward_features' output, and the head may be
+    # absent (num_classes=0), so there is no conv after it that every caller goes through.
+    model.__class__ = FusedNFNet
+
+
+# ------------------------------------------------------------------------------------- timm's NormFreeNet
+
+def _act_name(act_fn) -> str:
+    for name in timm_nfnet._nonlin_gamma:
+        try:
+            if get_act_fn(name) is act_fn:
+                return name
+        except KeyError:  # a γ without an activation-function entry (e.g. 'identity')
+            continue
+    raise ValueError(f'cannot fuse a GammaAct around {act_fn!r}: expected one of {sorted(timm_nfnet._nonlin_gamma)}')
+
+
+def _split_gamma(act: Optional[nn.Module]) -> Tuple[Optional[nn.Module], float]:
+    """(activation without its output gain, that gain): a GammaAct's γ can move into the convs that consume it."""
+    if isinstance(act, timm_nfnet.GammaAct):
+        return get_act_layer(_act_name(act.act_fn))(inplace=act.inplace), float(act.gamma)
+    return act, 1.0
+
+
+def _scalar(value) -> float:
+    return 1.0 if value is None else float(value.detach() if torch.is_tensor(value) else value)
+
+
+class FusedNormFreeBlock(nn.Module):
+    """timm's NormFreeBlock after fusion.
+
+    β and every GammaAct γ fold into the convs reading the activation; α and the SkipInit gain fold into conv3 unless
+    an SE follows it (its gate is not linear in its input), and then stay one scalar multiply. The attention gain of a
+    mid-block SE folds into conv3 only through a ReLU (positively homogeneous); through SiLU it stays a multiply.
+    """
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.act1, gamma1 = _split_gamma(block.act1)
+        in_scale = block.beta * gamma1
+        self.downsample = block.downsample
+        if self.downsample is not None:
+            self.downsample.conv = _fuse_scaled_std_conv(self.downsample.conv, input_scale=in_scale)
+        self.conv1 = _fuse_scaled_std_conv(block.conv1, input_scale=in_scale)
+        self.act2, gamma2 = _split_gamma(block.act2)
+        self.conv2 = _fuse_scaled_std_conv(block.conv2, input_scale=gamma2)
+        self.act2b, self.conv2b = None, None
+        if block.conv2b is not None:
+            self.act2b, gamma2b = _split_gamma(block.act2b)
+            self.conv2b = _fuse_scaled_std_conv(block.conv2b, input_scale=gamma2b)
+        self.attn = block.attn
+        self.act3, gamma3 = _split_gamma(block.act3)
+        conv3_in = gamma3
+        self.attn_scale = 1.0
+        if self.attn is not None:
+            if type(self.act3) is nn.ReLU and block.attn_gain > 0:
+                conv3_in *= block.attn_gain
+            else:
+                self.attn_scale = float(block.attn_gain)
+        residual_scale = block.alpha * _scalar(block.skipinit_gain)
+        self.attn_last = block.attn_last
+        self.out_scale = 1.0
+        if self.attn_last is None:
+            self.conv3 = _fuse_scaled_std_conv(block.conv3, input_scale=conv3_in, output_scale=residual_scale)
+        else:
+            self.conv3 = _fuse_scaled_std_conv(block.conv3, input_scale=conv3_in)
+            self.out_scale = float(block.attn_gain) * residual_scale
+        self.drop_path = block.drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(x)
+        shortcut = x if self.downsample is None else self.downsample(out)
+        out = self.conv2(self.act2(self.conv1(out)))
+        if self.conv2b is not None and self.act2b is not None:
+            out = self.conv2b(self.act2b(out))
+        if self.attn is not None:
+            out = self.attn(out)
+            if self.attn_scale != 1.0:
+                out = out * self.attn_scale
+        out = self.conv3(self.act3(out))
+        if self.attn_last is not None:
+            out = self.attn_last(out) * self.out_scale
+        return self.drop_path(out) + shortcut
+
+
+def _is_scaled_std_conv(module: nn.Module) -> bool:
+    return isinstance(module, (ScaledStdConv2d, ScaledStdConv2dSame))
+
+
+def _fuse_timm_stem(stem: nn.Sequential) -> None:
+    """Fuses each stem conv; a GammaAct's γ moves into the conv right after it (a max-pool would not block it, but
+    timm's stems never put one between an activation and a conv)."""
+    names = list(stem._modules)
+    pending = 1.0
+    for idx, name in enumerate(names):
+        module = stem._modules[name]
+        if _is_scaled_std_conv(module):
+            stem._modules[name] = _fuse_scaled_std_conv(module, input_scale=pending)
+            pending = 1.0
+        elif isinstance(module, timm_nfnet.GammaAct) and idx + 1 < len(names) \
+                and _is_scaled_std_conv(stem._modules[names[idx + 1]]):
+            stem._modules[name], pending = _split_gamma(module)
+
+
+def _fuse_normfreenet(model: timm_nfnet.NormFreeNet) -> None:
+    _fuse_timm_stem(model.stem)
+    for stage in model.stages:
+        for idx, block in enumerate(stage):
+            stage[idx] = FusedNormFreeBlock(block)
+    if _is_scaled_std_conv(model.final_conv):
+        model.final_conv = _fuse_scaled_std_conv(model.final_conv)
+    model.__class__ = FusedNormFreeNet
+
+
+# ------------------------------------------------------------------------------------------------------ API
+
+def fuse(model: nn.Module) -> nn.Module:
+    """An inference copy of `model` (an NFNet or timm NormFreeNet in eval mode) with every WS conv folded.
+
+    The copy computes the same outputs (within float rounding) with plain convolutions; the original is untouched.
+    Fusing an already fused model returns it unchanged.
+    """
+    if isinstance(model, (FusedNFNet, FusedNormFreeNet)):
+        return model
+    if not isinstance(model, (NFNet, timm_nfnet.NormFreeNet)):
+        hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
+        raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
+    if model.training:
+        raise RuntimeError(
+            'fuse() needs a model in eval mode: the fused weights are an inference snapshot that cannot be trained. '
+            'Call model.eval() first.')
+    fused = copy.deepcopy(model)
+    if isinstance(fused, NFNet):
+        _fuse_nfnet(fused)
+    else:
+        _fuse_normfreenet(fused)
+    for param in fused.parameters():
+        param.requires_grad_(False)
+    return fused.eval()  # the new fused blocks are built in nn.Module's default training mode
+
+
+def load_fused(path: str, model_name: Optional[str] = None, **kwargs) -> nn.Module:
+    """Build a fused model from a file written by `timm-nf fuse`, in one call.
+
+    The model name and constructor arguments are read from the file's metadata; `model_name`/`kwargs` override them.
+    """
+    import json
+
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework='pt') as f:
+        meta = f.metadata() or {}
+    model_name = model_name or meta.get('model')
+    if not model_name:
+        raise ValueError(f'{path} names no model in its metadata: pass model_name=')
+    create_kwargs = {**json.loads(meta.get('create_kwargs', '{}')), **kwargs}
+    model = fuse(timm.create_model(model_name, pretrained=False, **create_kwargs).eval())
+    model.load_state_dict(load_file(path))
+    return model

@@ -1,0 +1,418 @@
+"""Throughput and memory of our NF nets against timm's NormFreeNet and the BatchNorm peers, in one process.
+
+    python -m validate benchmark [--device auto|cpu|cuda] [--models nf_resnet50,nf_regnet_b1]
+                                 [--rows timm,eager,fused,peers] [--modes infer,train] [--rounds N]
+
+Rows per architecture (same weights for every NF row: ours loads timm's NormFreeNet state_dict):
+  timm           timm's NormFreeNet, eager (the reference every ratio is taken against)
+  timm-compiled  timm's NormFreeNet under torch.compile
+  timm-fused     timm's NormFreeNet after timm_nf.fuse (inference only)
+  eager          our model, eager
+  fused          our model after timm_nf.fuse (inference only: a fused model refuses training)
+  compiled       our model under torch.compile (training), its fused copy under torch.compile (inference)
+  peers          the BatchNorm peers: resnet50 and resnetv2_50 beside nf_resnet50, regnety_016 and efficientnet_b1
+                 beside nf_regnet_b1
+Rounds go over every row of every model in turn, so machine noise hits all rows alike; each figure is the median over
+the timed rounds after the warm-up rounds (CUDA events on a GPU, perf_counter on the CPU).
+
+CPU mode: training step batch 16 at 128 px, inference batch 8 at 224 px, fp32 (the anchors' setting).
+GPU mode: batch 256 at 224 px, bf16 autocast, channels_last. Peak training memory is torch.cuda.max_memory_allocated
+over a training step, counted as if the model were alone on the card; on the CPU the table gives instead the bytes
+autograd saves for backward in one training step (a deterministic proxy for activation memory).
+Writes validate/results/benchmark_<device>_<time>.json (card or CPU, versions, settings, load, the table, targets).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models import nfnet as timm_nfnet
+from torch import nn
+
+import timm_nf
+from timm_nf.fusion import fuse
+
+PEERS = {'nf_resnet50': ('resnet50', 'resnetv2_50'), 'nf_regnet_b1': ('regnety_016', 'efficientnet_b1')}
+ALL_ROWS = ('timm', 'timm-compiled', 'timm-fused', 'eager', 'fused', 'compiled', 'peers')
+ARCHS = [name for name in timm_nfnet.model_cfgs if name in timm_nf.MODEL_CONFIGS]  # built by both timm and us
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    train_batch: int
+    train_size: int
+    infer_batch: int
+    infer_size: int
+    amp_dtype: Optional[torch.dtype]
+    channels_last: bool
+    iters_per_round: int
+
+
+@dataclass
+class Row:
+    arch: str
+    name: str
+    train_model: Optional[nn.Module]  # None: this row has no training figure (a fused model)
+    infer_model: Optional[nn.Module]
+    train_s: List[float] = field(default_factory=list)
+    infer_s: List[float] = field(default_factory=list)
+    peak_train_bytes: int = 0
+    optimizer: Optional[torch.optim.Optimizer] = None
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+def _build_rows(arch: str, rows: List[str], cfg: Settings) -> List[Row]:
+    torch.manual_seed(0)
+    reference = timm_nfnet.NormFreeNet(timm_nfnet.model_cfgs[arch])
+    ours = timm.create_model(arch)
+    ours.load_state_dict(reference.state_dict())
+    out = []
+
+    def prep(model: nn.Module) -> nn.Module:
+        model = model.to(cfg.device)
+        return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+    reference, ours = prep(reference), prep(ours)
+    fused = fuse(ours.eval())  # fused from the prepared model: same device, same memory format
+    ours.train()
+    if 'timm' in rows:
+        out.append(Row(arch, "timm NormFreeNet", reference, reference))
+    if 'timm-compiled' in rows:
+        out.append(Row(arch, "timm NormFreeNet compiled", torch.compile(reference), torch.compile(reference)))
+    if 'timm-fused' in rows:
+        out.append(Row(arch, 'timm NormFreeNet fused', None, fuse(reference.eval())))
+        reference.train()
+    if 'eager' in rows:
+        out.append(Row(arch, 'timm_nf eager', ours, ours))
+    if 'fused' in rows:
+        out.append(Row(arch, 'timm_nf fused', None, fused))
+    if 'compiled' in rows:
+        out.append(Row(arch, 'timm_nf compiled (+fused infer)', torch.compile(ours), torch.compile(fused)))
+    if 'peers' in rows:
+        for peer in PEERS.get(arch, ()):
+            model = prep(timm.create_model(peer))
+            out.append(Row(arch, f'{peer} (BatchNorm)', model, model))
+    for row in out:
+        if row.train_model is not None:
+            row.optimizer = torch.optim.SGD(row.train_model.parameters(), lr=1e-4, momentum=0.9)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- timing
+
+def _autocast(cfg: Settings):
+    if cfg.amp_dtype is None:
+        return torch.autocast(cfg.device.type, enabled=False)
+    return torch.autocast(cfg.device.type, dtype=cfg.amp_dtype)
+
+
+def _inputs(batch: int, size: int, cfg: Settings):
+    x = torch.randn(batch, 3, size, size, device=cfg.device)
+    if cfg.channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x, torch.randint(0, 1000, (batch,), device=cfg.device)
+
+
+def _train_step(row: Row, x: torch.Tensor, y: torch.Tensor, cfg: Settings) -> None:
+    row.optimizer.zero_grad(set_to_none=True)
+    with _autocast(cfg):
+        loss = F.cross_entropy(row.train_model(x), y)
+    loss.backward()
+    row.optimizer.step()
+
+
+def _infer_step(row: Row, x: torch.Tensor, cfg: Settings) -> None:
+    with torch.inference_mode(), _autocast(cfg):
+        row.infer_model(x)
+
+
+def _time(fn: Callable[[], None], cfg: Settings) -> float:
+    """Seconds per iteration over one round of `iters_per_round` iterations."""
+    if cfg.device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(cfg.iters_per_round):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1000.0 / cfg.iters_per_round
+    start = time.perf_counter()
+    for _ in range(cfg.iters_per_round):
+        fn()
+    return (time.perf_counter() - start) / cfg.iters_per_round
+
+
+def _state_bytes(row: Row) -> int:
+    """Bytes a single-model process holds across steps: parameters and optimizer state (momentum)."""
+    params = sum(p.numel() * p.element_size() for p in row.train_model.parameters())
+    state = sum(t.numel() * t.element_size() for s in row.optimizer.state.values() for t in s.values()
+                if torch.is_tensor(t))
+    return params + state
+
+
+def _measure_train(row: Row, x, y, cfg: Settings, timed: bool) -> None:
+    row.train_model.train()
+    if cfg.device.type == 'cuda':
+        row.optimizer.zero_grad(set_to_none=True)  # last round's gradients must not count as already allocated
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    seconds = _time(lambda: _train_step(row, x, y, cfg), cfg)
+    if cfg.device.type == 'cuda':
+        # other rows' weights share the card: count only this step's growth plus this model's own persistent state
+        peak = torch.cuda.max_memory_allocated() - before + _state_bytes(row)
+        row.peak_train_bytes = max(row.peak_train_bytes, peak)
+    if timed:
+        row.train_s.append(seconds)
+
+
+def _saved_for_backward_bytes(row: Row, x, y, cfg: Settings) -> int:
+    """Bytes autograd keeps for backward in one training forward (each storage counted once)."""
+    seen, total = set(), 0
+
+    def pack(t: torch.Tensor):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.device)
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    row.train_model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(cfg):
+        loss = F.cross_entropy(row.train_model(x), y)
+    loss.backward()
+    row.train_model.zero_grad(set_to_none=True)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+
+def _median(values: List[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def _table(rows: List[Row], cfg: Settings) -> List[Dict]:
+    table = []
+    for arch in dict.fromkeys(r.arch for r in rows):
+        group = [r for r in rows if r.arch == arch]
+        ref = next((r for r in group if r.name == 'timm NormFreeNet'), None)
+        for r in group:
+            train, infer = _median(r.train_s), _median(r.infer_s)
+            entry = dict(
+                arch=arch, model=r.name,
+                train_step_s=train, train_img_s=cfg.train_batch / train if train else None,
+                infer_s=infer, infer_img_s=cfg.infer_batch / infer if infer else None,
+                train_rounds_s=r.train_s, infer_rounds_s=r.infer_s,
+                peak_train_memory_bytes=r.peak_train_bytes or None)
+            if ref is not None:
+                # time ratios: below 1 is faster than timm's NormFreeNet (speed ratio = 1 / time ratio)
+                ref_train, ref_infer = _median(ref.train_s), _median(ref.infer_s)
+                entry['train_time_vs_timm'] = train / ref_train if train and ref_train else None
+                entry['infer_time_vs_timm'] = infer / ref_infer if infer and ref_infer else None
+                if r.peak_train_bytes and ref.peak_train_bytes:
+                    entry['memory_vs_timm'] = r.peak_train_bytes / ref.peak_train_bytes
+            table.append(entry)
+    return table
+
+
+def _fmt(value, spec: str) -> str:
+    return '-' if value is None else format(value, spec)
+
+
+def _print_table(table: List[Dict], cfg: Settings) -> None:
+    mem_name = 'peak train mem' if cfg.device.type == 'cuda' else 'saved for bwd'
+    print(f"{'model':<34}{'train img/s':>12}{'time/timm':>10}{'infer img/s':>12}{'time/timm':>10}"
+          f"{mem_name:>16}{'mem/timm':>9}")
+    arch = None
+    for e in table:
+        if e['arch'] != arch:
+            arch = e['arch']
+            print(f'-- {arch}')
+        mem = e['peak_train_memory_bytes']
+        print(f"{e['model']:<34}{_fmt(e['train_img_s'], '.1f'):>12}{_fmt(e.get('train_time_vs_timm'), '.2f'):>10}"
+              f"{_fmt(e['infer_img_s'], '.1f'):>12}{_fmt(e.get('infer_time_vs_timm'), '.2f'):>10}"
+              f"{(format(mem / 2 ** 30, '.2f') + ' GiB') if mem else '-':>16}{_fmt(e.get('memory_vs_timm'), '.2f'):>9}")
+
+
+def _find(table: List[Dict], arch: str, model: str) -> Optional[Dict]:
+    return next((e for e in table if e['arch'] == arch and e['model'] == model), None)
+
+
+def _targets(table: List[Dict], cfg: Settings) -> List[Dict]:
+    """The issue's targets that this run's rows can decide, each with its measured value and verdict."""
+    checks = []
+
+    def check(arch: str, what: str, row: str, key: str, limit: float, ref_row: Optional[str] = None,
+              ref_key: Optional[str] = None, at_most: bool = True):
+        e = _find(table, arch, row)
+        if e is None or e.get(key) is None:
+            return
+        value = e[key]
+        if ref_row is not None:
+            ref = _find(table, arch, ref_row)
+            if ref is None or ref.get(ref_key) is None:
+                return
+            value = value / ref[ref_key]
+        ok = value <= limit if at_most else value >= limit
+        checks.append(dict(arch=arch, target=what, value=round(value, 3), limit=limit, met=ok))
+
+    for arch in dict.fromkeys(e['arch'] for e in table):
+        if cfg.device.type == 'cpu':
+            check(arch, 'eager training step time / timm <= 0.8', 'timm_nf eager', 'train_time_vs_timm', 0.8)
+            check(arch, 'fused inference time / timm eager <= 0.8', 'timm_nf fused', 'infer_time_vs_timm', 0.8)
+            check(arch, 'fused inference time / resnet50 <= 1.0', 'timm_nf fused', 'infer_s', 1.0,
+                  'resnet50 (BatchNorm)', 'infer_s')
+        else:
+            check(arch, 'eager training speed / timm >= 1.5', 'timm_nf eager', 'train_img_s', 1.5,
+                  'timm NormFreeNet', 'train_img_s', at_most=False)
+            check(arch, 'fused eager inference speed / timm eager >= 2.0', 'timm_nf fused', 'infer_img_s', 2.0,
+                  'timm NormFreeNet', 'infer_img_s', at_most=False)
+            check(arch, 'compiled training speed / timm compiled >= 1.15', 'timm_nf compiled (+fused infer)',
+                  'train_img_s', 1.15, 'timm NormFreeNet compiled', 'train_img_s', at_most=False)
+            check(arch, 'compiled inference speed / timm compiled >= 1.0', 'timm_nf compiled (+fused infer)',
+                  'infer_img_s', 1.0, 'timm NormFreeNet compiled', 'infer_img_s', at_most=False)
+            peer = PEERS.get(arch, ('resnet50',))[0]
+            check(arch, f'peak training memory / {peer} <= 0.6', 'timm_nf eager', 'peak_train_memory_bytes', 0.6,
+                  f'{peer} (BatchNorm)', 'peak_train_memory_bytes')
+    return checks
+
+
+def _device_info(device: torch.device) -> Dict:
+    info = dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads())
+    if device.type == 'cuda':
+        info['card'] = torch.cuda.get_device_name(device)
+        info['cuda'] = torch.version.cuda
+    return info
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+def _settings(args) -> Settings:
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
+                          ('cpu' if args.device == 'auto' else args.device))
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('benchmark: --device cuda asked for, but torch sees no CUDA device')
+    gpu = device.type == 'cuda'
+    return Settings(
+        device=device,
+        train_batch=args.train_batch or (256 if gpu else 16),
+        train_size=args.train_size or (224 if gpu else 128),
+        infer_batch=args.infer_batch or (256 if gpu else 8),
+        infer_size=args.infer_size or 224,
+        amp_dtype=torch.bfloat16 if gpu and not args.fp32 else None,
+        channels_last=gpu,
+        iters_per_round=args.iters or (4 if gpu else 1),
+    )
+
+
+def _csv(value: str, allowed, what: str) -> List[str]:
+    items = [v for v in value.split(',') if v]
+    bad = [v for v in items if allowed is not None and v not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown {what} {bad}: expected a comma-separated subset of {list(allowed)}")
+    return items
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m validate benchmark', description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    p.add_argument('--models', default='nf_resnet50,nf_regnet_b1',
+                   type=lambda v: _csv(v, ARCHS, 'model'),
+                   help='architectures that timm builds as NormFreeNet and we build too (comma-separated)')
+    p.add_argument('--rows', default=None, type=lambda v: _csv(v, ALL_ROWS, 'row'),
+                   help=f'subset of {",".join(ALL_ROWS)}; default: all on a GPU; timm,eager,fused,peers on a CPU')
+    p.add_argument('--modes', default='infer,train', type=lambda v: _csv(v, ('infer', 'train'), 'mode'))
+    p.add_argument('--rounds', type=int, default=None, help='timed rounds (default 5 on GPU, 7 on CPU)')
+    p.add_argument('--warmup', type=int, default=2, help='untimed rounds first (compilation happens here)')
+    p.add_argument('--iters', type=int, default=None, help='iterations per round (default 4 on GPU, 1 on CPU)')
+    p.add_argument('--train-batch', type=int, default=None)
+    p.add_argument('--train-size', type=int, default=None)
+    p.add_argument('--infer-batch', type=int, default=None)
+    p.add_argument('--infer-size', type=int, default=None)
+    p.add_argument('--fp32', action='store_true', help='no bf16 autocast on a GPU')
+    p.add_argument('--threads', type=int, default=None,
+                   help="CPU threads for torch (default: torch's); 1 avoids thread-barrier stalls on a loaded machine")
+    p.add_argument('--out', default=None, help='results JSON path (default validate/results/benchmark_<device>_<time>.json)')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import sys
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _settings(args)
+    gpu = cfg.device.type == 'cuda'
+    rows_wanted = args.rows or (list(ALL_ROWS) if gpu else ['timm', 'eager', 'fused', 'peers'])
+    rounds = args.rounds or (5 if gpu else 7)
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    load_before = os.getloadavg()
+    rows = [row for arch in args.models for row in _build_rows(arch, rows_wanted, cfg)]
+    train_xy = _inputs(cfg.train_batch, cfg.train_size, cfg)
+    infer_x = _inputs(cfg.infer_batch, cfg.infer_size, cfg)[0]
+    started = time.time()
+    for round_idx in range(args.warmup + rounds):
+        timed = round_idx >= args.warmup
+        for row in rows:
+            if 'train' in args.modes and row.train_model is not None:
+                _measure_train(row, *train_xy, cfg, timed)
+            if 'infer' in args.modes and row.infer_model is not None:
+                row.infer_model.eval()
+                seconds = _time(lambda: _infer_step(row, infer_x, cfg), cfg)
+                if timed:
+                    row.infer_s.append(seconds)
+        print(f'round {round_idx + 1}/{args.warmup + rounds} done ({time.time() - started:.0f} s)', flush=True)
+    if not gpu and 'train' in args.modes:
+        for row in rows:
+            if row.train_model is not None and 'compiled' not in row.name:
+                row.peak_train_bytes = _saved_for_backward_bytes(row, *train_xy, cfg)
+    load_after = os.getloadavg()
+
+    table = _table(rows, cfg)
+    where = _device_info(cfg.device)
+    print(f"\n{where.get('card', 'CPU')} ({where['torch_threads']} threads), torch {torch.__version__}, "
+          f"timm {timm.__version__}, timm_nf {timm_nf.__version__}; train batch {cfg.train_batch} at "
+          f"{cfg.train_size} px, inference batch {cfg.infer_batch} at {cfg.infer_size} px, "
+          f"{'bf16 autocast, channels_last' if gpu and cfg.amp_dtype else 'fp32'}; median of {rounds} rounds x "
+          f"{cfg.iters_per_round} iterations after {args.warmup} warm-up rounds; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    _print_table(table, cfg)
+    targets = _targets(table, cfg)
+    for t in targets:
+        print(f"target {t['arch']}: {t['target']}: {t['value']:.3f} -> {'met' if t['met'] else 'NOT met'}")
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    out = args.out or os.path.join(RESULTS_DIR, f"benchmark_{'gpu' if gpu else 'cpu'}_{stamp}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    result = dict(
+        date=stamp, device=where, versions=dict(torch=torch.__version__, timm=timm.__version__,
+                                                timm_nf=timm_nf.__version__, python=platform.python_version()),
+        settings=dict(train_batch=cfg.train_batch, train_size=cfg.train_size, infer_batch=cfg.infer_batch,
+                      infer_size=cfg.infer_size, amp=str(cfg.amp_dtype), channels_last=cfg.channels_last,
+                      rounds=rounds, warmup_rounds=args.warmup, iters_per_round=cfg.iters_per_round,
+                      modes=args.modes, rows=rows_wanted,
+                      memory=('torch.cuda.max_memory_allocated during a training step, as if alone on the card'
+                              if gpu else 'bytes saved for backward in one training forward')),
+        load_average=dict(before=load_before, after=load_after),
+        table=table, targets=targets)
+    tmp = out + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, out)
+    print(f'wrote {out}')
+    return 0
