@@ -85,5 +85,5 @@ class NFBlock(nn.Module):
         out = self.conv2(self.act2(out))
         if self.attn is not None:
             out = self.attn(out)
-        out = self.conv3(self.act3(out), self.skipinit_gain)
-        return self.drop_path(out) + shortcut
+        out = self.drop_path(self.conv3(self.act3(out), self.skipinit_gain))
+        return out.add_(shortcut)  # in place: nothing saved for backward reads the branch output
