@@ -121,8 +121,8 @@ class FusedNFBlock(nn.Module):
         out = self.conv2(self.act2(self.conv1(out)))
         if self.attn is not None:
             out = self.attn(out)
-        out = self.conv3(self.act3(out))
-        return self.drop_path(out) + shortcut
+        out = self.drop_path(self.conv3(self.act3(out)))
+        return out.add_(shortcut)  # in place, as in NFBlock: saves an allocation per block
 
 
 def _fuse_nfnet(model: NFNet) -> None:
