@@ -9,8 +9,8 @@ from torch import nn
 class _StandardizeWeight(torch.autograd.Function):
     """(W − mean)·gain·rsqrt(max(var·fan_in + eps_fan_in, floor)) per output row, with a hand-written backward.
 
-    Autograd's version of this formula makes about a dozen passes over every weight per training step; this one makes
-    seven, which is most of the standardisation's cost in eager mode. Used in eager mode only (see WSConv2d).
+    Autograd's version of this formula makes about twice as many passes over every weight per training step; for the
+    53 convs of nf_resnet50 on the CPU this one takes a third of its time. Used in eager mode only (see WSConv2d).
     """
 
     @staticmethod
@@ -33,7 +33,9 @@ class _StandardizeWeight(torch.autograd.Function):
         # through var: d inv_std / d w = -inv_std³·fan_in·centered / n, zero where the floor holds inv_std constant
         var_coef = torch.where(
             floor_inactive, grad_row_scale * inv_std * inv_std * (ctx.fan_in / centered.shape[1]), 0.0)
-        grad_w = (g - g.mean(1, keepdim=True) - var_coef * centered) * row_scale
+        # (g − mean(g) − var_coef·centered)·row_scale in two passes over the weight
+        grad_w = torch.addcmul(-(g.mean(1, keepdim=True) * row_scale), g, row_scale)
+        grad_w.addcmul_(centered, -(var_coef * row_scale))
         return grad_w.reshape(grad.shape), (grad_row_scale * inv_std).reshape(ctx.gain_shape), None, None, None
 
 
