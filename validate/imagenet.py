@@ -27,6 +27,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 
+from hub.flops import params_and_macs
 from timm_nf.models import MODEL_CONFIGS
 from timm_nf.models.published import load_published
 from timm_nf.run import SCRIPTS_DIR_ENV
@@ -99,12 +100,8 @@ def eval_sizes(tag: str) -> Dict[str, int]:
 
 
 def gmacs(arch: str, img_size: int) -> float:
-    """Multiply-accumulates of one forward pass, counted by torch's FlopCounterMode on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-    model = timm.create_model(arch, pretrained=False, device='meta').eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, img_size, img_size, device='meta'))
-    return round(counter.get_total_flops() / 2e9, 3)
+    """Multiply-accumulates (G) of one forward pass: the model card's counter (hub/flops.py)."""
+    return round(params_and_macs(arch, [img_size])[1][img_size] / 1e9, 3)
 
 
 def reference_top1() -> Dict[str, Dict[int, float]]:

@@ -1,6 +1,4 @@
 """The normalizer-free pre-activation bottleneck block shared by NF-ResNets and NF-RegNets."""
-from typing import Optional
-
 import torch
 from timm.layers import AvgPool2dSame, DropPath
 from torch import nn
