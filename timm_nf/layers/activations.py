@@ -1,8 +1,10 @@
 """Activations and their variance-preserving gains γ.
 
 γ = 1 / std(g(x)) for x ~ N(0, 1). The values are the Monte-Carlo estimates of the DeepMind reference code
-(nfnets/base.py `nonlinearities`), which timm copies too, so weights move between the three implementations unchanged.
+(nfnets/base.py `nonlinearities`), which timm also uses, so weights move between the three implementations unchanged.
+timm keeps its copy private to nfnet.py, hence this table; the activation modules themselves are timm's.
 """
+from timm.layers import get_act_layer
 from torch import nn
 
 NONLINEARITY_GAMMA = {
@@ -15,17 +17,9 @@ NONLINEARITY_GAMMA = {
     'relu6': 1.7131484746932983,
     'tanh': 1.5939117670059204,
     'sigmoid': 4.803835391998291,
-    'softplus': 1.9203323125839233,
     'selu': 1.0008515119552612,
     'identity': 1.0,
 }
-
-_MODULES = {
-    'relu': nn.ReLU, 'silu': nn.SiLU, 'gelu': nn.GELU, 'elu': nn.ELU, 'celu': nn.CELU, 'leaky_relu': nn.LeakyReLU,
-    'relu6': nn.ReLU6, 'tanh': nn.Tanh, 'sigmoid': nn.Sigmoid, 'softplus': nn.Softplus, 'selu': nn.SELU,
-    'identity': nn.Identity,
-}
-_INPLACE = {'relu', 'silu', 'elu', 'celu', 'leaky_relu', 'relu6', 'selu'}
 
 
 def activation_gamma(name: str) -> float:
@@ -37,6 +31,4 @@ def activation_gamma(name: str) -> float:
 
 def create_activation(name: str, inplace: bool = False) -> nn.Module:
     activation_gamma(name)  # validates the name
-    if name in _INPLACE:
-        return _MODULES[name](inplace=inplace)
-    return _MODULES[name]()
+    return get_act_layer(name)(inplace=inplace)
