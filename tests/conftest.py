@@ -1,3 +1,6 @@
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -6,6 +9,9 @@ import timm_nf  # noqa: F401  registers the models even where the start-up hook 
 
 @pytest.fixture(autouse=True)
 def _seed():
+    # timm's train transforms draw from Python's `random` when a loader has no workers
+    random.seed(0)
+    np.random.seed(0)
     torch.manual_seed(0)
 
 
