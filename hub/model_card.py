@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+from timm_nf._atomic import write_text_atomic
 from timm_nf.models import published
 from timm_nf.models.config import NFConfig
 from timm_nf.models.variants import DATA_CONFIGS, MODEL_CONFIGS
@@ -202,8 +203,6 @@ def main(argv=None) -> int:
             return 0
         print(f'{out} is stale: run `python -m hub card` and commit the result', file=sys.stderr)
         return 1
-    tmp = out.with_name(f'.{out.name}.tmp')
-    tmp.write_text(text)
-    tmp.replace(out)  # never a half-written card
+    write_text_atomic(out, text)
     print(f'wrote {out}')
     return 0

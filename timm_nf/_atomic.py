@@ -1,4 +1,8 @@
-"""Write files through a temporary sibling, so that a failure never leaves half a file behind."""
+"""Write files through a temporary sibling, so that a failure never leaves half a file behind.
+
+Every writer in the project (SPP results and figures, fused weights, the published-weights registry, MODEL_CARD.md,
+validate/ results) goes through here.
+"""
 import contextlib
 import os
 import tempfile
@@ -21,3 +25,8 @@ def atomic_path(path: str) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    with atomic_path(str(path)) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)

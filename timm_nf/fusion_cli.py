@@ -7,13 +7,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import List, Optional
 
 import timm
 from safetensors.torch import save_file
 from timm.models import load_checkpoint
 
+from ._atomic import atomic_path
 from .fusion import fuse
 
 
@@ -26,22 +26,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--num-classes', type=int, default=None, help='classifier size, if not the default')
     parser.add_argument('--in-chans', type=int, default=None, help='input channels, if not 3')
     return parser
-
-
-def _write_atomically(tensors, metadata, path: str) -> None:
-    """Write to a temporary file beside `path`, then rename: a failed write never leaves a partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.fuse-', suffix='.safetensors.tmp', dir=directory)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions a plain open() would
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -68,7 +52,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     tensors = {name: t.detach().contiguous() for name, t in fused.state_dict().items()}
     metadata = {'model': args.model, 'create_kwargs': json.dumps(create_kwargs), 'format': 'timm_nf.fused'}
-    _write_atomically(tensors, metadata, args.output)
+    with atomic_path(args.output) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
     n_params = sum(t.numel() for t in tensors.values())
     print(f'wrote {args.output}: {args.model} fused, {len(tensors)} tensors, {n_params / 1e6:.2f}M values')
     return 0

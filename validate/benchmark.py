@@ -38,6 +38,7 @@ from timm.models import nfnet as timm_nfnet
 from torch import nn
 
 import timm_nf
+from timm_nf._atomic import write_text_atomic
 from timm_nf.fusion import fuse
 
 PEERS = {'nf_resnet50': ('resnet50', 'resnetv2_50'), 'nf_regnet_b1': ('regnety_016', 'efficientnet_b1')}
@@ -410,9 +411,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                               if gpu else 'bytes saved for backward in one training forward')),
         load_average=dict(before=load_before, after=load_after),
         table=table, targets=targets)
-    tmp = out + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result, indent=1))
     print(f'wrote {out}')
     return 0

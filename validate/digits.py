@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import platform
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,8 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import accuracy, dispatch_clip_grad
 from torch import nn
+
+from timm_nf._atomic import write_text_atomic
 
 import timm_nf  # noqa: F401  (registers our models)
 
@@ -81,6 +84,7 @@ def write_image_folder(root: Path, img_size: int, seed: int = 0) -> Path:
 def make_loaders(root: Path, img_size: int, batch_size: int, seed: int = 0):
     """timm's dataset and loader; mild crops, no flips (digits are not mirror-symmetric)."""
     torch.manual_seed(seed)
+    random.seed(seed)  # timm's crops draw from Python's `random` in a loader without workers
     common = dict(input_size=(3, img_size, img_size), use_prefetcher=False, num_workers=0, persistent_workers=False,
                   interpolation='bilinear', mean=MEAN, std=STD, device=torch.device('cpu'))
     train = create_loader(create_dataset('', root=str(root), split='train', is_training=True),
@@ -212,9 +216,7 @@ def largest_stable_lr(rows: List[Dict], flag: str = 'trains') -> Dict[str, Dict[
 
 def _write_json(path: Path, data: Dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')  # never leave half a results file behind
-    tmp.write_text(json.dumps(data, indent=2) + '\n')
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2) + '\n')
 
 
 def run(out_dir: Path, img_size: int, batch_size: int, epochs: int, lr: float, weight_decay: float,

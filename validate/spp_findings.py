@@ -29,7 +29,7 @@ from torch import nn
 
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
-from timm_nf.spp.result import write_text_atomic
+from timm_nf._atomic import write_text_atomic
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
 

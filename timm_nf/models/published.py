@@ -5,13 +5,13 @@ Each entry: {"tag": "arch.tag", "pretrained_cfg": {...PretrainedCfg fields...}, 
 for a new tag to work with `create_model('arch.tag', pretrained=True)`.
 """
 import json
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from timm.models import PretrainedCfg
+
+from .._atomic import write_text_atomic
 
 PUBLISHED_WEIGHTS_FILE = Path(__file__).resolve().parent.parent / 'published_weights.json'
 
@@ -76,15 +76,7 @@ def write_published(entries: List[Dict[str, Any]], path: Optional[Path] = None) 
     path = _path(path)
     for entry in entries:
         validate_entry(entry, str(path))
-    text = json.dumps(entries, indent=2) + '\n'
-    fd, tmp = tempfile.mkstemp(prefix='.published_weights.', suffix='.json', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(entries, indent=2) + '\n')
 
 
 def upsert_published(entry: Dict[str, Any], path: Optional[Path] = None) -> bool:

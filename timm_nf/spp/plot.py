@@ -3,7 +3,7 @@ import math
 import os
 from typing import Optional, Sequence
 
-from ._atomic import atomic_path
+from .._atomic import atomic_path
 from .result import SPPResult
 
 PANELS = (('avg_sq_mean', 'Average channel squared mean'),

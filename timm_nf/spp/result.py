@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
-from ._atomic import atomic_path
+from .._atomic import write_text_atomic
 
 COLUMNS = ('model', 'index', 'stage', 'block', 'avg_sq_mean', 'avg_var', 'res_avg_var')
 
@@ -73,12 +73,6 @@ def write_csv(results: Iterable[SPPResult], path: Optional[str] = None) -> str:
     if path is not None:
         write_text_atomic(path, text)
     return text
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write through a temporary file in the same folder, so a failure never leaves half a file behind."""
-    with atomic_path(path) as tmp, open(tmp, 'w') as f:
-        f.write(text)
 
 
 def _json_number(value: Any) -> Any:
