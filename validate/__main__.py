@@ -7,7 +7,6 @@ JOBS = {
     'spp': ('validate.spp_findings', "regenerate and check the paper's signal-propagation findings"),
     'digits': ('validate.digits', 'NF against BatchNorm on real data (scikit-learn digits), and the stability sweep'),
     'benchmark': ('validate.benchmark', "throughput and memory against timm's NormFreeNet and BatchNorm peers"),
-    'cpu-speed': ('validate.cpu_speed_check', "quick CPU training-step check against timm's NormFreeNet"),
 }
 
 

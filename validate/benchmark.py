@@ -12,6 +12,9 @@ Rows per architecture (same weights for every NF row: ours loads timm's NormFree
   compiled       our model under torch.compile (training), its fused copy under torch.compile (inference)
   peers          the BatchNorm peers: resnet50 and resnetv2_50 beside nf_resnet50, regnety_016 and efficientnet_b1
                  beside nf_regnet_b1
+  floor          beside nf_resnet50: timm's resnet50 with its BatchNorm removed (only convs, ReLUs and adds), the
+                 speed a fully folded NF-ResNet-50 approaches (anchors.md)
+Quick CPU check of our eager training step: --models nf_resnet50 --rows timm,eager,floor --modes train
 Rounds go over every row of every model in turn, so machine noise hits all rows alike; each figure is the median over
 the timed rounds after the warm-up rounds (CUDA events on a GPU, perf_counter on the CPU).
 
@@ -42,7 +45,8 @@ from timm_nf._atomic import write_text_atomic
 from timm_nf.fusion import fuse
 
 PEERS = {'nf_resnet50': ('resnet50', 'resnetv2_50'), 'nf_regnet_b1': ('regnety_016', 'efficientnet_b1')}
-ALL_ROWS = ('timm', 'timm-compiled', 'timm-fused', 'eager', 'fused', 'compiled', 'peers')
+ALL_ROWS = ('timm', 'timm-compiled', 'timm-fused', 'eager', 'fused', 'compiled', 'peers', 'floor')
+FLOORS = {'nf_resnet50': 'resnet50'}  # the BatchNorm net whose norm layers are removed to make the floor
 ARCHS = [name for name in timm_nfnet.model_cfgs if name in timm_nf.MODEL_CONFIGS]  # built by both timm and us
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 
@@ -104,6 +108,9 @@ def _build_rows(arch: str, rows: List[str], cfg: Settings) -> List[Row]:
         for peer in PEERS.get(arch, ()):
             model = prep(timm.create_model(peer))
             out.append(Row(arch, f'{peer} (BatchNorm)', model, model))
+    if 'floor' in rows and arch in FLOORS:
+        model = prep(timm.create_model(FLOORS[arch], norm_layer=nn.Identity))
+        out.append(Row(arch, f'{FLOORS[arch]} without BatchNorm (floor)', model, model))
     for row in out:
         if row.train_model is not None:
             row.optimizer = torch.optim.SGD(row.train_model.parameters(), lr=1e-4, momentum=0.9)
@@ -335,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
                    type=lambda v: _csv(v, ARCHS, 'model'),
                    help='architectures that timm builds as NormFreeNet and we build too (comma-separated)')
     p.add_argument('--rows', default=None, type=lambda v: _csv(v, ALL_ROWS, 'row'),
-                   help=f'subset of {",".join(ALL_ROWS)}; default: all on a GPU; timm,eager,fused,peers on a CPU')
+                   help=f'subset of {",".join(ALL_ROWS)}; default: all on a GPU; timm,eager,fused,peers,floor on a CPU')
     p.add_argument('--modes', default='infer,train', type=lambda v: _csv(v, ('infer', 'train'), 'mode'))
     p.add_argument('--rounds', type=int, default=None, help='timed rounds (default 5 on GPU, 7 on CPU)')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first (compilation happens here)')
@@ -358,7 +365,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     cfg = _settings(args)
     gpu = cfg.device.type == 'cuda'
-    rows_wanted = args.rows or (list(ALL_ROWS) if gpu else ['timm', 'eager', 'fused', 'peers'])
+    rows_wanted = args.rows or (list(ALL_ROWS) if gpu else ['timm', 'eager', 'fused', 'peers', 'floor'])
     rounds = args.rounds or (5 if gpu else 7)
     if gpu:
         torch.backends.cudnn.benchmark = True
