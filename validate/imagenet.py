@@ -27,6 +27,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 
+from hub.describe import sizes as data_sizes
 from hub.flops import params_and_macs
 from timm_nf.models import MODEL_CONFIGS
 from timm_nf.models.published import load_published
@@ -93,10 +94,8 @@ def find_weights(weights_dir: Optional[Path], tag: str) -> Optional[Path]:
 
 def eval_sizes(tag: str) -> Dict[str, int]:
     """{'train': px, 'test': px} from the tag's pretrained cfg; one entry when both are the same."""
-    cfg = get_pretrained_cfg(tag).to_dict()
-    train = cfg['input_size'][-1]
-    test = (cfg.get('test_input_size') or cfg['input_size'])[-1]
-    return {'train': train} if test == train else {'train': train, 'test': test}
+    both = data_sizes(get_pretrained_cfg(tag).to_dict())
+    return {'train': both['train']} if both['test'] == both['train'] else both
 
 
 def gmacs(arch: str, img_size: int) -> float:
