@@ -26,6 +26,18 @@ def _drop_path_rates(cfg: NFConfig, rate: float) -> List[float]:
     return [x.item() for x in torch.linspace(0, rate, n, device='cpu')]
 
 
+def _checked_input(x: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """x, once checked to be (N, in_chans, H, W): a clear error instead of a shape mismatch deep inside a conv."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError('expected an input of shape (N, ' + str(in_chans) + ', H, W), got ' + str(x.shape))
+    return x
+
+
+# FX symbolic tracing (timm's feature_cls='fx', torchvision's create_feature_extractor) records this call as one
+# graph node instead of running its shape test on a Proxy, which cannot drive an `if`; the traced graph keeps the check
+torch.fx.wrap('_checked_input')
+
+
 class NFNet(nn.Module):
     """Normalizer-free ResNet / RegNet (Brock, De & Smith, ICLR 2021) with timm's full model contract."""
 
@@ -162,12 +174,16 @@ class NFNet(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A new head for `num_classes` (0: none) on the model's device and dtype; `global_pool=None` keeps the pool."""
+        # a new head rather than ClassifierHead.reset, which builds on the default device and dtype before timm 1.0.31
+        weight = self.stem.conv.weight
+        pool_type = self.head.global_pool.pool_type if global_pool is None else global_pool
         self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool)
+        self.head = ClassifierHead(self.num_features, num_classes, pool_type=pool_type, drop_rate=self.drop_rate,
+                                   device=weight.device, dtype=weight.dtype).train(self.training)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError('expected an input of shape (N, ' + str(self.in_chans) + ', H, W), got ' + str(x.shape))
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        return _checked_input(x, self.in_chans)
 
     def _head_act(self, x: torch.Tensor) -> torch.Tensor:
         x = self.final_act(x)
@@ -176,7 +192,7 @@ class NFNet(nn.Module):
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        x = self._check_input(x)
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.stages, x)
@@ -208,7 +224,7 @@ class NFNet(nn.Module):
         """Index 0 is the stem conv output, 1-4 the stage outputs; with a final conv the last is taken after it."""
         if output_fmt != 'NCHW':
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        self._check_input(x)
+        x = self._check_input(x)
         intermediates = []
         last_idx = len(self.stages)
         take_indices, max_index = feature_take_indices(last_idx + 1, indices)
@@ -238,12 +254,21 @@ class NFNet(nn.Module):
             prune_norm: bool = False,
             prune_head: bool = True,
     ) -> List[int]:
+        """Drop what follows the last tap in `indices` (0 is the stem conv, as in forward_intermediates).
+
+        Pruned before the last tap, forward_features ends at that tap and the head, sized for the final features,
+        goes whatever `prune_head` says.
+        """
         take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
-        if max_index < len(self.stages):
+        prune_end = max_index < len(self.stages)
+        if prune_end:
             self.stages = self.stages[:max_index]
             self.final_conv = nn.Identity()
             self.final_act = nn.Identity()
             self.final_act_gamma = 1.0
-        if prune_head:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
+        if max_index == 0:
+            self.stem = self.stem[:1]  # tap 0 is the stem conv's output, before the ResNet stem's max pool
+        if prune_head or prune_end:
             self.reset_classifier(0, '')
         return take_indices
