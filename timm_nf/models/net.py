@@ -7,7 +7,9 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from ..layers import WSConv2d, activation_gamma, create_activation
+from ..fusion import fuse
+from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
+from ..layers.frozen import FusedConv2d, keep_eval
 from .block import NFBlock
 from .config import NFConfig, override
 
@@ -140,6 +142,13 @@ class NFNet(nn.Module):
         self.num_features = self.head_hidden_size = prev_chs
         self.head = ClassifierHead(prev_chs, num_classes, pool_type=global_pool, drop_rate=self.drop_rate, **dd)
         self._init_plain_layers()
+        self._group_ws_convs()
+
+    def _group_ws_convs(self) -> None:
+        """One standardisation pass for all WS convs (layers/ws_group.py); the stem conv comes first and starts it."""
+        convs = [m for m in self.modules() if isinstance(m, WSConv2d)]
+        if convs:
+            WSGroup.attach(convs)
 
     def _init_plain_layers(self) -> None:
         for name, module in self.named_modules():
@@ -207,10 +216,18 @@ class NFNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     @torch.jit.ignore
-    def fuse(self) -> nn.Module:
-        """An inference model whose WS convs are plain convs holding the folded weights (timm_nf.fusion)."""
-        from ..fusion import fuse  # imported here: fusion depends on this module
+    def fuse(self) -> 'NFNet':
+        """A frozen inference copy whose WS convs are plain convs holding the folded weights (timm_nf.fusion)."""
         return fuse(self)
+
+    @property
+    def is_fused(self) -> bool:
+        return isinstance(self.stem.conv, FusedConv2d)
+
+    def train(self, mode: bool = True) -> 'NFNet':
+        if mode and self.is_fused:  # a fused net is a frozen snapshot, also inside a parent being trained
+            return keep_eval(self)
+        return super().train(mode)
 
     def forward_intermediates(
             self,
@@ -271,4 +288,5 @@ class NFNet(nn.Module):
             self.stem = self.stem[:1]  # tap 0 is the stem conv's output, before the ResNet stem's max pool
         if prune_head or prune_end:
             self.reset_classifier(0, '')
+        self._group_ws_convs()
         return take_indices
