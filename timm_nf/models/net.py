@@ -31,6 +31,8 @@ def _drop_path_rates(cfg: NFConfig, rate: float) -> List[float]:
 class NFNet(nn.Module):
     """Normalizer-free ResNet / RegNet (Brock, De & Smith, ICLR 2021) with timm's full model contract."""
 
+    __jit_unused_properties__ = ['is_fused']
+
     def __init__(
             self,
             cfg: NFConfig,
