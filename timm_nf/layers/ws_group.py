@@ -167,9 +167,11 @@ class WSGroup:
             return None
         out_gains = [c._ws_out_gain[0] for c in convs]
         sources = [(c.weight, c.gain, c.bias, g) for c, g in zip(convs, out_gains)]
-        k = self._row_constants(convs, first.device, first.dtype)
+        # half-precision weights are standardised in float32, as batch_norm and var_mean accumulate
+        work = torch.float32 if first.dtype in (torch.float16, torch.bfloat16) else first.dtype
+        k = self._row_constants(convs, first.device, work)
         with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
-            flat = torch.cat([_flat(c.weight) for c in convs])
+            flat = torch.cat([_flat(c.weight) for c in convs]).to(work)
             centered = flat - segment_expand(segment_sum(flat, k.layout) * k.inv_fan_in, k.layout)
             var_fan_in = segment_sum(centered * centered, k.layout)
             if k.eps is not None:
@@ -178,14 +180,15 @@ class WSGroup:
                 var_fan_in = var_fan_in.clamp_min(k.floor)
             weight_scale, output_scale = k.weight_scale, k.output_scale
             if k.out_gain_index is not None:
-                gains = torch.cat([k.one] + [g.reshape(1) for g in out_gains if g is not None])
+                gains = torch.cat([k.one] + [g.reshape(1).to(work) for g in out_gains if g is not None])
                 per_row = gains.index_select(0, k.out_gain_index)
                 weight_scale, output_scale = weight_scale * per_row, output_scale * per_row
-            row_scale = torch.cat([c.gain.reshape(-1) for c in convs]) * torch.rsqrt(var_fan_in) * weight_scale
-            weights = centered * segment_expand(row_scale, k.layout)
-            biases = torch.cat([c.bias for c in convs]) * output_scale
-            if mode.amp_dtype is not None:  # cast once here rather than once per conv inside autocast
-                weights, biases = weights.to(mode.amp_dtype), biases.to(mode.amp_dtype)
+            gains = torch.cat([c.gain.reshape(-1) for c in convs]).to(work)
+            weights = centered * segment_expand(gains * torch.rsqrt(var_fan_in) * weight_scale, k.layout)
+            biases = torch.cat([c.bias for c in convs]).to(work) * output_scale
+            # cast once here rather than once per conv inside autocast (which leaves float64 alone)
+            out = mode.amp_dtype if mode.amp_dtype is not None and first.dtype != torch.float64 else first.dtype
+            weights, biases = weights.to(out), biases.to(out)
         serial = next(_serials)
         if weights.requires_grad:
             weights.register_hook(_dropper(weakref.ref(self), serial))
