@@ -54,7 +54,7 @@ def test_grouped_convs_need_a_group(name, kwargs, message):
 def test_the_group_check_follows_the_nets_own_rounding():
     # timm's rounding to multiples of 8 keeps every width >= 8, so the same factor gives a small but possible net
     model = timm.create_model('nf_regnet_b0', width_factor=0.01, device='meta')
-    assert {m.groups for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)} == {1}
+    assert min(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 8
 
 
 def test_every_registered_config_passes_its_own_checks():
