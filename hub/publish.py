@@ -16,7 +16,7 @@ from timm.models import save_for_hf
 from timm_nf.models.published import load_published, upsert_published
 
 from .card import hub_readme
-from .checkpoint import CheckpointError, TrainCheckpoint, build_model, read_checkpoint
+from timm_nf.checkpoint import CheckpointError, TrainCheckpoint, build_model, read_checkpoint
 from .describe import sizes as data_sizes
 from .flops import params_and_macs
 from .names import RepoName, parse_repo_id

@@ -13,7 +13,7 @@ import torch
 import timm
 from safetensors import SafetensorError
 
-from .checkpoint import CheckpointError, build_model, read_checkpoint, read_safetensors, state_dict_mismatch
+from timm_nf.checkpoint import CheckpointError, build_model, read_checkpoint, read_safetensors, state_dict_mismatch
 
 
 class VerifyError(RuntimeError):

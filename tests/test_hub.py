@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hub.publish
 import hub.upload
-from hub.checkpoint import read_checkpoint
+from timm_nf.checkpoint import read_checkpoint
 from hub.flops import params_and_macs
 from hub.verify import fixed_input
 from timm_nf.models.published import PUBLISHED_WEIGHTS_FILE, load_published, upsert_published
@@ -90,7 +90,7 @@ def published(work, checkpoint, registry):
 
 
 def _reference(checkpoint: Path, use_ema: bool = True) -> torch.nn.Module:
-    from hub.checkpoint import build_model
+    from timm_nf.checkpoint import build_model
     return build_model(read_checkpoint(checkpoint, use_ema=use_ema))
 
 

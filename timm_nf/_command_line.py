@@ -40,13 +40,16 @@ def command_main(prog: str, description: str, add_arguments: Callable[[argparse.
     """Parse `argv` (default: sys.argv[1:]) and run; UsageError and Ctrl-C become one line on stderr."""
     parser = ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:  # --help and argparse's own errors exit; a caller in this process gets the status instead
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         return run(args) or 0
     except UsageError as e:
         return fail(prog, str(e))
     except KeyboardInterrupt:
-        print(f'{prog}: interrupted; no output was written', file=sys.stderr)
+        print(f'{prog}: interrupted', file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -70,8 +73,7 @@ def dispatch(prog: str, commands: CommandTable, argv: Optional[List[str]] = None
         print(usage(prog, commands, description))
         return 0
     if not argv:
-        print(usage(prog, commands, description), file=sys.stderr)
-        return EXIT_USAGE
+        return fail(prog, f'no command given: expected one of {", ".join(commands)} (`{prog} --help` describes them)')
     command = argv[0]
     if command not in commands:
         close = difflib.get_close_matches(command, list(commands), n=1)
@@ -92,7 +94,7 @@ def _check_writable_folder(folder: str, path: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UsageError(f'cannot write {path}: folder {folder} is not writable ({e.strerror})') from None
+        raise UsageError(f'cannot write {path}: no file can be created in folder {folder} ({e.strerror})') from None
 
 
 def check_output_file(path: str, option: str, suffixes: Sequence[str] = ()) -> str:
@@ -107,18 +109,6 @@ def check_output_file(path: str, option: str, suffixes: Sequence[str] = ()) -> s
         raise UsageError(f'{option} {path}: expected a file name ending in {" or ".join(suffixes)}')
     _check_writable_folder(os.path.dirname(full), path)
     return full
-
-
-def check_distinct(outputs: Dict[str, Optional[str]]) -> None:
-    """UsageError when two options name the same file: the second write would replace the first."""
-    seen: Dict[str, str] = {}
-    for option, path in outputs.items():
-        if not path:
-            continue
-        key = os.path.realpath(path)
-        if key in seen:
-            raise UsageError(f'{seen[key]} and {option} both name {path}: give each output its own file')
-        seen[key] = option
 
 
 def check_output_folder(path: str, option: str, replace: bool = False, marker: Optional[str] = None) -> str:
@@ -151,6 +141,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number of 0 or more, got {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected a whole number of 0 or more, got {value}')
+    return value
+
+
 def fraction(text: str) -> float:
     """A number in (0, 1], e.g. a crop fraction."""
     try:
@@ -170,3 +170,13 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f'expected a finite number, got {text!r}')
     return value
+
+
+def check_model_name(name: str) -> None:
+    """UsageError naming close matches when timm has no model `name` (an 'arch.tag' name counts by its arch)."""
+    import timm
+    if timm.is_model(name):
+        return
+    matches = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f'; close matches: {", ".join(matches)}' if matches else '; `timm-nf list` shows the NF models'
+    raise UsageError(f'unknown model {name!r}{hint}')

@@ -273,23 +273,4 @@ def fuse(model: nn.Module) -> nn.Module:
     return fused.eval()  # the new fused blocks are built in nn.Module's default training mode
 
 
-def load_fused(path: str, model_name: Optional[str] = None, **kwargs) -> nn.Module:
-    """Build a fused model from a file written by `timm-nf fuse`, in one call.
-
-    The model name and constructor arguments are read from the file's metadata; `model_name`/`kwargs` override them.
-    """
-    import json
-
-    import timm
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(path, framework='pt') as f:
-        meta = f.metadata() or {}
-    model_name = model_name or meta.get('model')
-    if not model_name:
-        raise ValueError(f'{path} names no model in its metadata: pass model_name=')
-    create_kwargs = {**json.loads(meta.get('create_kwargs', '{}')), **kwargs}
-    model = fuse(timm.create_model(model_name, pretrained=False, **create_kwargs).eval())
-    model.load_state_dict(load_file(path))
-    return model
+from .fused_file import load_fused  # noqa: F401
