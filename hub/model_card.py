@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List
 
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import check_output_file, command_main
 from timm_nf.models import published
 from timm_nf.models.config import NFConfig
 from timm_nf.models.variants import DATA_CONFIGS, MODEL_CONFIGS
@@ -191,12 +192,16 @@ def render(root: Path = ROOT) -> str:
     return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m hub card', description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--check', action='store_true', help='exit 1 if MODEL_CARD.md is stale; write nothing')
     parser.add_argument('--out', default=str(MODEL_CARD), help='where to write (default: MODEL_CARD.md)')
-    opts = parser.parse_args(argv)
-    text, out = render(), Path(opts.out)
+
+
+def run(opts) -> int:
+    out = Path(opts.out)
+    if not opts.check:
+        check_output_file(opts.out, '--out', suffixes=('.md',))
+    text = render()
     if opts.check:
         if out.is_file() and out.read_text() == text:
             print(f'{out} is up to date')
@@ -206,3 +211,7 @@ def main(argv=None) -> int:
     write_text_atomic(out, text)
     print(f'wrote {out}')
     return 0
+
+
+def main(argv=None) -> int:
+    return command_main('python -m hub card', __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)

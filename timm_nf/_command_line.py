@@ -57,28 +57,29 @@ def command_main(prog: str, description: str, add_arguments: Callable[[argparse.
 CommandTable = Dict[str, Tuple[str, str]]
 
 
-def usage(prog: str, commands: CommandTable, description: str = '') -> str:
+def usage(prog: str, commands: CommandTable, description: str = '', noun: str = 'command') -> str:
     width = max(map(len, commands)) + 2
-    lines = [f'usage: {prog} COMMAND [ARGS ...]', '']
+    lines = [f'usage: {prog} {noun.upper()} [ARGS ...]', '']
     if description:
         lines += [description, '']
-    lines += ['commands:'] + [f'  {name:<{width}}{help_}' for name, (_, help_) in commands.items()]
-    return '\n'.join(lines + ['', f'`{prog} COMMAND --help` describes a command\'s arguments.'])
+    lines += [f'{noun}s:'] + [f'  {name:<{width}}{help_}' for name, (_, help_) in commands.items()]
+    return '\n'.join(lines + ['', f'`{prog} {noun.upper()} --help` describes its arguments.'])
 
 
-def dispatch(prog: str, commands: CommandTable, argv: Optional[List[str]] = None, description: str = '') -> int:
+def dispatch(prog: str, commands: CommandTable, argv: Optional[List[str]] = None, description: str = '',
+             noun: str = 'command') -> int:
     """`PROG COMMAND ARGS ...`: imports the command's module only when that command runs."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] in (['-h'], ['--help']):
-        print(usage(prog, commands, description))
+        print(usage(prog, commands, description, noun))
         return 0
     if not argv:
-        return fail(prog, f'no command given: expected one of {", ".join(commands)} (`{prog} --help` describes them)')
+        return fail(prog, f'no {noun} given: expected one of {", ".join(commands)} (`{prog} --help` describes them)')
     command = argv[0]
     if command not in commands:
         close = difflib.get_close_matches(command, list(commands), n=1)
         hint = f'; did you mean {close[0]!r}?' if close else ''
-        return fail(prog, f'unknown command {command!r}: expected one of {", ".join(commands)}{hint}')
+        return fail(prog, f'unknown {noun} {command!r}: expected one of {", ".join(commands)}{hint}')
     return importlib.import_module(commands[command][0]).main(argv[1:]) or 0
 
 

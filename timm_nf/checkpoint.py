@@ -70,22 +70,27 @@ def read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
         raise CheckpointError(f'{path} is not a readable safetensors file (truncated or corrupt?): {e}') from None
 
 
-def _resolve_file(path: Path) -> Path:
+def checkpoint_file(path) -> Path:
+    """The file a checkpoint path names (a train.py output folder: its best checkpoint); CheckpointError if there is
+    none or it is empty or text. Cheap: use it to fail before slow work."""
+    path = Path(path)
     if path.is_dir():
         for name in _FOLDER_CHECKPOINTS:
             if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f'{path} is a folder without a train.py checkpoint: expected one of '
-                              f'{_FOLDER_CHECKPOINTS}')
+                path = path / name
+                break
+        else:
+            raise CheckpointError(f'{path} is a folder without a train.py checkpoint: expected one of '
+                                  f'{_FOLDER_CHECKPOINTS}')
     if not path.is_file():
         raise CheckpointError(f'checkpoint {path} not found')
+    reason = unreadable_reason(path)
+    if reason:
+        raise CheckpointError(f'{reason}: expected a train.py checkpoint, a torch.save state dict or .safetensors')
     return path
 
 
 def _torch_load(path: Path) -> Any:
-    reason = unreadable_reason(path)
-    if reason:
-        raise CheckpointError(f'{reason}: expected a train.py checkpoint, a torch.save state dict or .safetensors')
     # weights_only, like timm's own loader; train.py stores its args as an argparse.Namespace
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -119,7 +124,7 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
 
     `arch` / `model_args` override what the checkpoint records (they are required for a bare state dict).
     """
-    path = _resolve_file(Path(path))
+    path = checkpoint_file(path)
     if path.suffix == '.safetensors':
         weights, state_dict, meta, train_args = 'safetensors', read_safetensors(path), {}, {}
     else:

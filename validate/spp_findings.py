@@ -30,6 +30,8 @@ from torch import nn
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import ArgumentParser
+from timm_nf._progress import progress_wanted
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
 
@@ -59,7 +61,7 @@ def _measure(build: Callable[[], nn.Module], name: str, size: int, batch: int, g
     torch.manual_seed(0)  # the same initial weights on every run
     model = build()
     result = signal_propagation(model, name=name, batch=batch, img_size=size, skipinit_gain=gain,
-                                progress=sys.stderr.isatty())
+                                progress=progress_wanted())
     del model
     gc.collect()
     result.settings['seconds'] = round(time.perf_counter() - start, 1)
@@ -166,7 +168,7 @@ def _fmt(values, digits: int = 2) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
     p.add_argument('--depth', type=int, default=50, help='blocks per stage of the deep nets (paper: 50, 600 layers)')
     p.add_argument('--nf-size', type=int, default=384, help='image size for the NF-ResNet with Scaled WS')
     p.add_argument('--nf-batch', type=int, default=2)
@@ -177,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> int:
-    args = _parser().parse_args(sys.argv[1:])
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(FIGURES, exist_ok=True)
     depths = (args.depth,) * 4
