@@ -3,6 +3,7 @@
 The token comes from huggingface_hub's usual places (HF_TOKEN, then `hf auth login`'s file); it is only ever
 passed to huggingface_hub, never written anywhere.
 """
+import importlib
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -19,14 +20,14 @@ class UploadError(UsageError):
 
 
 def network_errors() -> Tuple[type, ...]:
-    """What huggingface_hub raises when the Hub cannot be reached: httpx's errors from huggingface_hub 1.0 on;
-    requests' errors before; OfflineModeIsEnabled and 'not in the local cache' are OSErrors in both."""
+    """What huggingface_hub raises when the Hub cannot be reached: the HTTP client's transport errors, and OSError
+    (requests' errors before huggingface_hub 1.0, OfflineModeIsEnabled, 'not in the local cache')."""
     errors = [OSError]
-    try:
-        import httpx
-        errors.append(httpx.TransportError)
-    except ImportError:
-        pass
+    for http_client in ('httpx', 'httpx2'):  # huggingface_hub 1.x uses httpx, 2.x its fork httpx2
+        try:
+            errors.append(importlib.import_module(http_client).TransportError)
+        except ImportError:
+            pass
     return tuple(errors)
 
 

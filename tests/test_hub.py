@@ -320,6 +320,80 @@ def test_corrupt_weights_are_reported(work, published, checkpoint, capsys):
     assert 'FAIL  tensor checksums: 1 tensors differ' in capsys.readouterr().out
 
 
+def _error_line(capsys, prog='python -m hub publish') -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number of 1 or more, got -5'),
+    (['--test-img-size', '8'], '--test-img-size 8 is too small: expected 32 px or more'),
+    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a number in (0, 1], got '1.5'"),
+    (['--results', '{work}/no_results.csv'], 'no_results.csv not found'),
+])
+def test_bad_options_stop_before_anything_is_built(work, checkpoint, capsys, flags, message):
+    out = work / 'bad_options'
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, *[f.format(work=work) for f in flags]) == 2
+    assert message in _error_line(capsys) and not out.exists() and not list(work.glob('.*'))
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty (0 bytes)'),
+    (b'i\n', "is a text file (it starts with 'i')"),  # torch.load says KeyError: 105
+    (b'PK\x03\x04 not really a zip', 'is not a readable PyTorch checkpoint (truncated or corrupt?)'),
+])
+def test_unreadable_checkpoints_are_one_line(work, published, capsys, content, message):
+    bad, out = work / 'bad.pth.tar', work / 'from_unreadable'
+    bad.write_bytes(content)
+    assert _publish(bad, '--repo-id', REPO, '--out', out) == 2
+    assert message in _error_line(capsys) and not out.exists()
+    from hub.verify import main as verify
+    assert verify([str(published), '--checkpoint', str(bad)]) == 2
+    assert message in _error_line(capsys, 'python -m hub verify')
+
+
+def test_out_is_only_ever_a_folder_this_command_wrote(work, published, checkpoint, capsys):
+    afile = work / 'afile'
+    afile.write_text('my notes')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', afile, '--overwrite') == 2
+    assert 'is a file: expected a folder' in _error_line(capsys) and afile.read_text() == 'my notes'
+    mine = work / 'my_folder'
+    mine.mkdir()
+    (mine / 'thesis.tex').write_text('years of work')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', mine, '--overwrite') == 2
+    assert 'holds other files and no config.json' in _error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ['thesis.tex']
+    assert not list(work.glob('.*'))
+
+
+def test_a_stale_backup_folder_does_not_block_overwrite(work, published, checkpoint):
+    out = work / 'again'
+    shutil.copytree(published, out)
+    stale = work / '.again.old'  # left by an interrupted run of an earlier version
+    stale.mkdir()
+    (stale / 'config.json').write_text('{}')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--overwrite') == 0
+    assert (out / 'model.safetensors').is_file() and sorted(p.name for p in work.glob('.*')) == ['.again.old']
+    shutil.rmtree(stale)
+
+
+def test_verify_bad_sources_are_one_line(work, checkpoint, capsys, monkeypatch):
+    from hub.verify import main as verify
+    for source, message in ((str(work / 'missing_folder'), 'is neither a folder nor a registered ARCH.TAG'),
+                            (f'local-dir:{work / "missing_folder"}', 'not found: expected a folder written by'),
+                            (f'{ARCH}.no_such_tag', f'Invalid pretrained tag (no_such_tag) for {ARCH}'),
+                            (str(checkpoint.parent), 'has no config.json')):
+        assert verify([source, '--checkpoint', str(checkpoint)]) == 2
+        assert message in _error_line(capsys, 'python -m hub verify')
+    import huggingface_hub.constants  # no network and nothing in the cache: huggingface_hub's offline mode
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(work / 'empty_hf_cache'))
+    assert verify([f'hf-hub:{REPO}', '--checkpoint', str(checkpoint)]) == 2
+    assert f'cannot download hf-hub:{REPO}' in _error_line(capsys, 'python -m hub verify')
+
+
 # --- uploading: the token is checked first and never written ----------------------------------------------
 
 class _FakeHub(http.server.BaseHTTPRequestHandler):
@@ -383,6 +457,20 @@ def test_unusable_token_stops_before_upload(fake_hub, monkeypatch, checkpoint, r
     captured = capsys.readouterr()
     assert expected in captured.err and FAKE_TOKEN not in captured.out + captured.err
     assert '/api/whoami-v2' in _FakeHub.requests and fake_hub == [] and registry.read_text() == before
+
+
+def test_no_network_is_one_line(fake_hub, monkeypatch, checkpoint, registry, capsys):
+    import huggingface_hub.constants
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', f'http://127.0.0.1:{port}')
+    monkeypatch.setenv('HF_TOKEN', FAKE_TOKEN)
+    before = registry.read_text()
+    assert _publish(checkpoint, '--repo-id', REPO, '--registry', registry) == 2
+    line = _error_line(capsys)
+    assert 'cannot reach the Hub to check the token' in line and FAKE_TOKEN not in line
+    assert fake_hub == [] and registry.read_text() == before
 
 
 def test_upload_is_one_commit_and_carries_no_token(fake_hub, monkeypatch, work, checkpoint, capsys):

@@ -40,6 +40,8 @@ def unreadable_reason(path: Path) -> Optional[str]:
             text = head.decode('utf-8')
         except UnicodeDecodeError:
             return None
+        if any(c < ' ' and c not in '\t\n\r\f' for c in text):  # control characters: binary after all
+            return None
         first = text.strip().splitlines()[0][:60] if text.strip() else ''
         return f'{path} is a text file (it starts with {first!r}), not a weights file'
     return None
