@@ -4,7 +4,8 @@
 
 Nets, all at initialisation with unit-Gaussian input (seed 0):
 - 600-layer pre-activation BatchNorm ResNets, BN→ReLU→Conv and ReLU→BN→Conv (validate/reference_nets.py);
-- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (paper-spec §1 caveat);
+- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (the reference code initialises it to
+  0, which hides every residual branch; its NF_ResNet takes `skipinit_gain` for this);
 - the same NF-ResNet with plain He-initialised convs ("NF, He init");
 - timm's NormFreeNet nf_resnet50 beside dm_nf_resnet50 and our nf_resnet50 (last-conv gains / SkipInit gain set to 1).
 The NF-ResNet with Scaled WS runs at a larger image size than the others: the 3x3 convs' zero padding lowers the
