@@ -6,14 +6,15 @@ A train.py output folder holds model_best.pth.tar (preferred) and last.pth.tar. 
 state dict (then the architecture must be given).
 """
 import argparse
+import codecs
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import safetensors.torch
+import timm
 import torch
 from safetensors import SafetensorError
-import timm
 from timm.models import clean_state_dict, create_model
 
 from ._command_line import UsageError
@@ -36,8 +37,8 @@ def unreadable_reason(path: Path) -> Optional[str]:
     if not head:
         return f'{path} is empty (0 bytes)'
     if b'\0' not in head:
-        try:
-            text = head.decode('utf-8')
+        try:  # incremental: a character cut at byte 512 is not an error
+            text = codecs.getincrementaldecoder('utf-8')().decode(head)
         except UnicodeDecodeError:
             return None
         if any(c < ' ' and c not in '\t\n\r\f' for c in text):  # control characters: binary after all
