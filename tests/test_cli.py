@@ -242,3 +242,24 @@ def test_progress_is_quiet_when_piped_or_in_ci(monkeypatch):
     monkeypatch.delenv('CI')
     monkeypatch.setattr(sys, 'stderr', open(os.devnull, 'w'))
     assert progress_wanted() is False
+
+
+def test_readme_quick_start_needs_only_core_dependencies():
+    """.ci/run runs the quick start's first line in a venv holding only torch; this test fails earlier and cheaper
+    when the line or the dependencies drift apart."""
+    import re
+    from pathlib import Path
+
+    from timm_nf._command_line import ArgumentParser
+    tomllib = pytest.importorskip('tomllib')  # Python 3.11+
+    root = Path(__file__).resolve().parent.parent
+    section = root.joinpath('README.md').read_text().split('## Quick start', 1)[1].split('\n## ', 1)[0]
+    lines = re.search(r'```bash\n(.*?)```', section, flags=re.S).group(1).strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith('pip install -e . && timm-nf spp ')
+    argv = lines[0].split('timm-nf ', 1)[1].split()
+    parser = ArgumentParser(prog='timm-nf spp')
+    spp_cli.add_arguments(parser)
+    parser.parse_args(argv[1:])  # every option of the README line exists
+    core = tomllib.loads(root.joinpath('pyproject.toml').read_text())['project']['dependencies']
+    for needed in ('matplotlib', 'tqdm', 'timm', 'torch'):  # what `timm-nf spp` imports
+        assert any(re.match(rf'{needed}\b', d) for d in core), needed
