@@ -4,7 +4,8 @@
 
 Nets, all at initialisation with unit-Gaussian input (seed 0):
 - 600-layer pre-activation BatchNorm ResNets, BN→ReLU→Conv and ReLU→BN→Conv (validate/reference_nets.py);
-- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (paper-spec §1 caveat);
+- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (the reference code initialises it to
+  0, which hides every residual branch; its NF_ResNet takes `skipinit_gain` for this);
 - the same NF-ResNet with plain He-initialised convs ("NF, He init");
 - timm's NormFreeNet nf_resnet50 beside dm_nf_resnet50 and our nf_resnet50 (last-conv gains / SkipInit gain set to 1).
 The NF-ResNet with Scaled WS runs at a larger image size than the others: the 3x3 convs' zero padding lowers the
@@ -30,6 +31,8 @@ from torch import nn
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import ArgumentParser
+from timm_nf._progress import progress_wanted
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
 
@@ -59,7 +62,7 @@ def _measure(build: Callable[[], nn.Module], name: str, size: int, batch: int, g
     torch.manual_seed(0)  # the same initial weights on every run
     model = build()
     result = signal_propagation(model, name=name, batch=batch, img_size=size, skipinit_gain=gain,
-                                progress=sys.stderr.isatty())
+                                progress=progress_wanted())
     del model
     gc.collect()
     result.settings['seconds'] = round(time.perf_counter() - start, 1)
@@ -166,7 +169,7 @@ def _fmt(values, digits: int = 2) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
     p.add_argument('--depth', type=int, default=50, help='blocks per stage of the deep nets (paper: 50, 600 layers)')
     p.add_argument('--nf-size', type=int, default=384, help='image size for the NF-ResNet with Scaled WS')
     p.add_argument('--nf-batch', type=int, default=2)
@@ -177,8 +180,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> int:
-    args = _parser().parse_args(sys.argv[1:])
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(FIGURES, exist_ok=True)
     depths = (args.depth,) * 4
