@@ -34,4 +34,4 @@ def test_cpu_smoke_run_writes_every_column(tmp_path, capsys):
 
 def test_bad_output_directory_is_refused_before_any_work(tmp_path, capsys):
     assert benchmark.main(['--device', 'cpu', '--out', str(tmp_path / 'missing' / 'x.json')]) == 2
-    assert 'does not exist' in capsys.readouterr().err
+    assert 'does not exist' in capsys.readouterr().err  # one line, before any model is built

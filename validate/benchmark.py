@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -49,6 +48,7 @@ from torch import nn
 
 import timm_nf
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import UsageError, check_output_file, command_main, non_negative_int, positive_int
 from timm_nf.fusion import fuse
 from validate.op_count import eval_step_ops, train_step_ops
 
@@ -365,31 +365,41 @@ def _depths(value: str) -> tuple:
     return depths
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m validate benchmark', description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class, p.epilog = argparse.RawDescriptionHelpFormatter, __doc__
     p.add_argument('--preset', choices=sorted(PRESETS), default=None,
-                   help='a ready-made run (its settings replace --device, --models, --rows, --rounds, ...)')
-    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    p.add_argument('--models', default=['nf_resnet50', 'nf_regnet_b1'], type=lambda v: _csv(v, ARCHS, 'model'),
-                   help='architectures that timm builds as NormFreeNet and we build too (comma-separated)')
+                   help='a ready-made run; options given on the command line still win over it')
+    p.add_argument('--device', default=None, choices=('auto', 'cpu', 'cuda'), help='default auto')
+    p.add_argument('--models', default=None, type=lambda v: _csv(v, ARCHS, 'model'),
+                   help='architectures that timm builds as NormFreeNet and we build too (comma-separated; '
+                        'default nf_resnet50,nf_regnet_b1)')
     p.add_argument('--rows', default=None, type=lambda v: _csv(v, ALL_ROWS, 'row'),
                    help=f'subset of {",".join(ALL_ROWS)}; default: all on a GPU, {",".join(CPU_ROWS)} on a CPU')
     p.add_argument('--modes', default=['infer', 'train'], type=lambda v: _csv(v, ('infer', 'train'), 'mode'))
-    p.add_argument('--rounds', type=int, default=None, help='timed rounds (default 5 on GPU, 7 on CPU)')
-    p.add_argument('--warmup', type=int, default=2, help='untimed rounds first (compilation happens here)')
-    p.add_argument('--iters', type=int, default=None, help='iterations per round (default 4 on GPU, 1 on CPU)')
-    p.add_argument('--train-batch', type=int, default=None)
-    p.add_argument('--train-size', type=int, default=None)
-    p.add_argument('--infer-batch', type=int, default=None)
-    p.add_argument('--infer-size', type=int, default=None)
+    p.add_argument('--rounds', type=positive_int, default=None, help='timed rounds (default 5 on GPU, 7 on CPU)')
+    p.add_argument('--warmup', type=non_negative_int, default=None,
+                   help='untimed rounds first, where compilation happens (default 2)')
+    p.add_argument('--iters', type=positive_int, default=None, help='iterations per round (default 4 on GPU, 1 on CPU)')
+    p.add_argument('--train-batch', type=positive_int, default=None)
+    p.add_argument('--train-size', type=positive_int, default=None)
+    p.add_argument('--infer-batch', type=positive_int, default=None)
+    p.add_argument('--infer-size', type=positive_int, default=None)
     p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every row (quick checks)')
     p.add_argument('--no-kernel-count', action='store_true', help='skip the kernel-count columns')
     p.add_argument('--fp32', action='store_true', help='no bf16 autocast on a GPU')
-    p.add_argument('--threads', type=int, default=None,
+    p.add_argument('--threads', type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's); 1 avoids thread-barrier stalls on a loaded machine")
     p.add_argument('--out', default=None, help='results JSON path (default validate/results/benchmark_<device>_<time>.json)')
-    return p
+
+
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Options not given on the command line: from the preset, else the defaults."""
+    preset = PRESETS.get(args.preset, {})
+    for key, default in dict(device='auto', models=['nf_resnet50', 'nf_regnet_b1'], rows=None, rounds=None,
+                             warmup=2, iters=None).items():
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key, default))
+    return args
 
 
 def _settings(args) -> Settings:
@@ -413,19 +423,15 @@ def _settings(args) -> Settings:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = _parser()
-    preset = PRESETS.get(parser.parse_args(argv).preset, {})
-    options = {action.dest for action in parser._actions}
-    parser.set_defaults(**{k: v for k, v in preset.items() if k in options})
-    args = parser.parse_args(argv)  # flags given on the command line win over the preset
+    return command_main('python -m validate benchmark', __doc__.split('\n')[0], _add_arguments, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    args = _resolve(args)
     if args.device == 'cuda' and not torch.cuda.is_available():
-        print('benchmark: --device cuda (or --preset gpu) asked for, but torch sees no CUDA device', file=sys.stderr)
-        return 2
-    out = args.out or None
-    if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        print(f'benchmark: the directory of --out {out} does not exist', file=sys.stderr)
-        return 2
+        raise UsageError('--device cuda (or --preset gpu) asks for a GPU, but torch sees no CUDA device: expected '
+                         'a machine with one, or --device cpu')
+    out = check_output_file(args.out, '--out', ('.json',)) if args.out else None
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = _settings(args)
