@@ -122,4 +122,3 @@ class WSConv2d(nn.Conv2d):
         if self.output_scale != 1.0:
             s += f', output_scale={self.output_scale:.4g}'
         return s
-
