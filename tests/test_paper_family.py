@@ -146,22 +146,6 @@ def test_ws_formula_with_variance_floor():
     assert weight[0].abs().max() == 0
 
 
-@pytest.mark.parametrize('floor', [1e-4, 50.0])
-def test_ws_backward_matches_autograd(floor):
-    """The hand-written standardisation backward equals autograd's, with the floor inactive and active."""
-    conv = WSConv2d(6, 5, 3, var_floor=floor, var_eps=1e-3, input_scale=1.3, output_scale=0.2).double()
-    out_gain = torch.tensor(0.7, dtype=torch.double, requires_grad=True)
-    x = torch.randn(2, 6, 7, 7, dtype=torch.double)
-    torch.autograd.gradcheck(lambda w, g, b, s: torch.nn.functional.conv2d(
-        x, *_reparam(conv, w, g, b).standardized_weight(s)), (conv.weight, conv.gain, conv.bias, out_gain))
-
-
-def _reparam(conv, weight, gain, bias):
-    conv.weight, conv.gain, conv.bias = (torch.nn.Parameter(t) if not isinstance(t, torch.nn.Parameter) else t
-                                         for t in (weight, gain, bias))
-    return conv
-
-
 def test_nf_block_is_identity_at_init():
     block = NFBlock(32, 32, 8, 1, stride=1, dilation=1, first_dilation=1, alpha=0.2, beta=1.0, gamma=1.7, act='relu')
     x = torch.randn(2, 32, 8, 8)
