@@ -80,7 +80,7 @@ class _RowConstants(NamedTuple):
     floor: float
     weight_scale: torch.Tensor        # input × output scale per row
     output_scale: torch.Tensor        # output scale per row (bias)
-    out_gain_index: Optional[torch.Tensor]  # per row: 0, or 1 + index of its conv's out gain
+    conv_layout: SegmentLayout        # rows per conv, to broadcast a per-conv value (the out gain) to its rows
     one: torch.Tensor
 
 
@@ -179,9 +179,9 @@ class WSGroup:
             if k.floor > 0.0:
                 var_fan_in = var_fan_in.clamp_min(k.floor)
             weight_scale, output_scale = k.weight_scale, k.output_scale
-            if k.out_gain_index is not None:
-                gains = torch.cat([k.one] + [g.reshape(1).to(work) for g in out_gains if g is not None])
-                per_row = gains.index_select(0, k.out_gain_index)
+            if any(g is not None for g in out_gains):
+                per_conv = torch.cat([k.one if g is None else g.reshape(1).to(work) for g in out_gains])
+                per_row = segment_expand(per_conv, k.conv_layout)
                 weight_scale, output_scale = weight_scale * per_row, output_scale * per_row
             gains = torch.cat([c.gain.reshape(-1) for c in convs]).to(work)
             weights = centered * segment_expand(gains * torch.rsqrt(var_fan_in) * weight_scale, k.layout)
@@ -204,17 +204,12 @@ class WSGroup:
         return shared
 
     def _row_constants(self, convs, device: torch.device, dtype: torch.dtype) -> _RowConstants:
-        key = (device, dtype, tuple(g is not None for g in (c._ws_out_gain[0] for c in convs)))
+        key = (device, dtype)
         if key not in self._constants:
-            def rows(values: Sequence[float], table_dtype=dtype) -> torch.Tensor:
+            def rows(values: Sequence[float]) -> torch.Tensor:
                 return torch.tensor([v for c, v in zip(convs, values) for _ in range(c.out_channels)],
-                                    dtype=table_dtype, device=device)
+                                    dtype=dtype, device=device)
 
-            has_gain = key[2]
-            gain_slots, slot = [], 0
-            for present in has_gain:
-                slot += present
-                gain_slots.append(slot if present else 0)
             self._constants[key] = _RowConstants(
                 layout=SegmentLayout([c.fan_in for c in convs for _ in range(c.out_channels)]),
                 inv_fan_in=rows([1.0 / c.fan_in for c in convs]),
@@ -222,7 +217,7 @@ class WSGroup:
                 floor=convs[0].var_floor,
                 weight_scale=rows([c.weight_scale for c in convs]),
                 output_scale=rows([c.output_scale for c in convs]),
-                out_gain_index=rows(gain_slots, torch.long) if any(has_gain) else None,
+                conv_layout=SegmentLayout([c.out_channels for c in convs]),
                 one=torch.ones(1, dtype=dtype, device=device),
             )
         return self._constants[key]
