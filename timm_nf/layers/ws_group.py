@@ -3,8 +3,8 @@
 Per conv, the standardisation formula costs a dozen small kernels forward and as many backward; a net has 50 to 150
 WS convs, and in eager mode on a GPU each launch costs about as much as the arithmetic. A WSGroup lays every conv's
 weight rows end to end and standardises them together (two segmented sums, segments.py), with the gains, the
-constant scalars and the SkipInit gains applied as per-row vectors, then hands each conv its slice: about 20 kernels
-forward and 25 backward for the whole net.
+constant scalars and the SkipInit gains applied as per-row vectors, then hands each conv its slice: 16 to 20 kernels
+forward and 22 to 31 backward for the whole net (counted with validate/op_count.py).
 
 When the pass runs:
 - the group's first conv (the stem) recomputes it on every call, so every forward that starts at the stem (the
