@@ -40,8 +40,8 @@ def variance_phrase(result: SPPResult) -> str:
     stages = _stages(result)
     firsts, lasts = [s[0].avg_var for s in stages], [s[-1].avg_var for s in stages]
     if all(abs(last / first - 1) < CONSTANT for first, last in zip(firsts, lasts)):
-        where = 'the block' if len(stages) == 1 else 'each stage'
-        text = f'the block-output variance is constant within {where} ({", ".join(map(_g, firsts))})'
+        where = 'over the blocks' if len(stages) == 1 else 'within each stage'
+        text = f'the block-output variance is constant {where} ({", ".join(map(_g, firsts))})'
     else:
         grown = [s for s in stages if len(s) > 1]
         step = statistics.median((s[-1].avg_var - s[0].avg_var) / (len(s) - 1) for s in grown)
