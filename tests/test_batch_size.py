@@ -120,3 +120,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
         code = e.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count('\n') == 1 and not list(tmp_path.iterdir())
+
+
+def test_model_card_shows_the_table_when_it_exists(tmp_path):
+    from hub import model_card
+    assert 'Not measured yet' in '\n'.join(model_card._batch_size_section(tmp_path))
+    results = tmp_path / 'validate' / 'results'
+    results.mkdir(parents=True)
+    (results / 'batch_size.png').write_bytes(b'png')
+    (results / 'batch_size.md').write_text('![top-1](batch_size.png)\n\n| net | batch 2 |\n')
+    section = '\n'.join(model_card._batch_size_section(tmp_path))
+    assert '![top-1](validate/results/batch_size.png)' in section and '| net | batch 2 |' in section
+
+
+def test_pixels_reaching_the_logits_at_init():
+    # the paper-exact NF net starts with every residual branch off (SkipInit gain 0) and three strided 1x1 shortcuts,
+    # each keeping one position in four: its logits see a 6x6 corner of a 32 px image; the normalised nets see it all
+    assert batch_size.pixels_reaching_logits('nf', 32) == 36
+    assert batch_size.pixels_reaching_logits('bn', 32) == batch_size.pixels_reaching_logits('gn_ws', 32) == 1024

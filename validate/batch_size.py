@@ -93,6 +93,16 @@ def train_one(root: Path, kind: str, batch: int, seed: int, epochs: int, base_lr
                 seconds=res['seconds'], cpu_seconds=round(time.process_time() - cpu, 1))
 
 
+def pixels_reaching_logits(kind: str, img_size: int, seed: int = 0) -> int:
+    """How many input pixels the logits depend on at initialisation (non-zero input gradient): a net whose residual
+    branches start switched off sees only what its shortcut path keeps."""
+    model = build_net(kind, seed).eval()
+    x = torch.randn(1, 3, img_size, img_size, requires_grad=True)
+    model(x).sum().backward()
+    grad = x.grad.abs().sum(1)
+    return int((grad > 1e-12 * grad.max()).sum())
+
+
 def summarize(runs: Sequence[Dict]) -> Dict[str, Dict[int, Dict]]:
     """net → batch → {mean, std (sample, over seeds), min, max, n} of top-1."""
     table: Dict[str, Dict[int, Dict]] = {}
@@ -183,7 +193,8 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
             log(f"batch {batch:>3}  {kind:<5} seed {seed}  lr {row['lr']:.4g}  top-1 {row['top1']:6.2f}  "
                 f"loss {row['final_train_loss']:.3f}  ({row['seconds']} s, {row['cpu_seconds']} s CPU)")
     table = summarize(runs)
-    setup = dict(epochs=epochs, base_lr=base_lr, base_batch=BASE_BATCH, lr_rule=f'lr = {base_lr} * batch / {BASE_BATCH}',
+    reach = {kind: pixels_reaching_logits(kind, img_size) for kind in nets}
+    setup = dict(pixels_reaching_logits_at_init=reach, epochs=epochs, base_lr=base_lr, base_batch=BASE_BATCH, lr_rule=f'lr = {base_lr} * batch / {BASE_BATCH}',
                  weight_decay=weight_decay, img_size=img_size, seeds=list(seeds), batch_sizes=list(batch_sizes),
                  nets={k: NETS[k] for k in nets}, depths=digits.DEPTHS, widths=digits.WIDTHS,
                  stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS, torch=torch.__version__, timm=timm.__version__,
@@ -212,7 +223,9 @@ def _markdown(table: Dict, setup: Dict, seconds: float, name: str) -> str:
         f'{setup["epochs"]} epochs at every batch size, {setup["lr_rule"]}, SGD Nesterov with 1 warm-up epoch and '
         f'cosine decay; BatchNorm evaluated with its running statistics. Bottleneck ResNets of one shape (depths '
         f'1-1-1-1, widths 32-64-128-256); GroupNorm with {setup["gn_groups"]} groups. '
-        f'{seconds / 60:.0f} CPU minutes of training, one thread ({setup["machine"]}).',
+        f'{seconds / 60:.0f} CPU minutes of training, one thread ({setup["machine"]}). Input pixels that reach the '
+        f'logits at initialisation (non-zero gradient), of {setup["img_size"] ** 2}: '
+        + ', '.join(f'{NETS[k]} {n}' for k, n in setup['pixels_reaching_logits_at_init'].items()) + '.',
         '',
         markdown_table(table),
         '',
