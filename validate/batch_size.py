@@ -6,8 +6,10 @@ scikit-learn's digits at batch sizes 2 to 128.
 
 Data, loaders and recipe are validate/digits.py's (80/20 split of the 1,797 digits at 32 px, timm's loader, SGD
 Nesterov 0.9, weight decay 5e-5 without gains/biases, 1 warm-up epoch then cosine per update, label smoothing 0.1),
-for three nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16):
+for four nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16):
 - nf: the paper-exact NF-ResNet (dm_nf_resnet50 shape override; its stochastic depth 0.1 as in the paper),
+- nf_timm: timm's NF-ResNet (NormFreeNet, nf_resnet50 config with the same shape): avg-pool shortcuts and
+  zero-initialised last-conv gains instead of strided 1x1 shortcuts and a scalar SkipInit gain,
 - bn: the BatchNorm pre-activation ResNet (timm's resnetv2_50 with the same shape),
 - gn_ws: the same ResNetV2 with BiT's layers, as timm's resnetv2_50x1_bit builds them: StdConv2d (weight
   standardisation, eps 1e-8) and GroupNormAct, with 8 groups instead of BiT's 32 (the narrowest layer has 8 channels).
@@ -15,8 +17,8 @@ Every batch size trains for the same number of epochs (default 6, what the CPU b
 cost the most), with the learning rate scaled linearly with the batch (Goyal et al. 2017):
 lr = base_lr * batch / 64, base_lr 0.05 so that batch 128 gets 0.1, the largest constant rate at which the
 paper-exact NF net still trained in digits' stability sweep (at 0.2 it diverges). Top-1 is measured after the last
-epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does. About 30 CPU minutes for
-the full grid (3 nets x 7 batch sizes x 3 seeds), seed by seed, so that an interrupted run (--resume) already has
+epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does. About 40 CPU minutes for
+the full grid (4 nets x 7 batch sizes x 3 seeds), seed by seed, so that an interrupted run (--resume) already has
 whole tables.
 Outputs in --out-dir: <name>_runs.csv (one row per run, written after each run; --resume skips the runs it already
 holds), <name>.json (setup and the table), <name>.md (the table, for README and the model card) and <name>.png
@@ -51,6 +53,7 @@ from . import digits
 RESULTS_DIR = digits.RESULTS_DIR
 NETS = {
     'nf': 'NF-ResNet (paper-exact)',
+    'nf_timm': "NF-ResNet (timm's NormFreeNet)",
     'bn': 'BatchNorm ResNet (pre-activation)',
     'gn_ws': 'GroupNorm + weight standardisation (BiT layers)',
 }
@@ -68,6 +71,8 @@ def learning_rate(batch: int, base_lr: float) -> float:
 def build_net(kind: str, seed: int) -> nn.Module:
     if kind == 'nf':
         return digits.build_net('nf_ours', seed)
+    if kind == 'nf_timm':
+        return digits.build_net('nf_timm', seed)
     if kind == 'bn':
         return digits.build_net('bn_resnet', seed)
     if kind == 'gn_ws':
