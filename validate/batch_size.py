@@ -108,23 +108,25 @@ def pixels_reaching_logits(kind: str, img_size: int, seed: int = 0) -> int:
     return int((grad > 1e-12 * grad.max()).sum())
 
 
-def summarize(runs: Sequence[Dict]) -> Dict[str, Dict[int, Dict]]:
-    """net → batch → {mean, std (sample, over seeds), min, max, n} of top-1."""
+def summarize(runs: Sequence[Dict], column: str = 'top1') -> Dict[str, Dict[int, Dict]]:
+    """net → batch → {mean, std (sample, over seeds), min, max, n} of a column (top-1 by default)."""
     table: Dict[str, Dict[int, Dict]] = {}
     for kind in NETS:
         for batch in sorted({r['batch'] for r in runs if r['net'] == kind}):
-            top1 = [r['top1'] for r in runs if r['net'] == kind and r['batch'] == batch]
+            values = [r[column] for r in runs if r['net'] == kind and r['batch'] == batch]
             table.setdefault(kind, {})[batch] = dict(
-                mean=round(statistics.fmean(top1), 2), std=round(statistics.stdev(top1), 2) if len(top1) > 1 else 0.0,
-                min=min(top1), max=max(top1), n=len(top1))
+                mean=round(statistics.fmean(values), 2 if column == 'top1' else 3),
+                std=round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+                min=min(values), max=max(values), n=len(values))
     return table
 
 
-def markdown_table(table: Dict[str, Dict[int, Dict]]) -> str:
+def markdown_table(table: Dict[str, Dict[int, Dict]], spread: bool = True) -> str:
     batches = sorted({b for per in table.values() for b in per})
     lines = ['| net | ' + ' | '.join(f'batch {b}' for b in batches) + ' |', '|---|' + '---|' * len(batches)]
     for kind, per in table.items():
-        cells = [f'{per[b]["mean"]:.1f} ± {per[b]["std"]:.1f}' if b in per else '-' for b in batches]
+        cells = [('-' if b not in per else f'{per[b]["mean"]:.1f} ± {per[b]["std"]:.1f}' if spread else
+                  f'{per[b]["mean"]:.2f}') for b in batches]
         lines.append(f'| {NETS[kind]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -134,20 +136,22 @@ def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 5.0))
     for i, (kind, per) in enumerate(table.items()):
         batches = sorted(per)
         ax.plot(batches, [per[b]['mean'] for b in batches], marker='o', color=f'C{i}', label=NETS[kind])
         ax.fill_between(batches, [per[b]['min'] for b in batches], [per[b]['max'] for b in batches], color=f'C{i}',
                         alpha=0.2, lw=0)
+    ax.axhline(100.0 / digits.NUM_CLASSES, color='0.5', ls=':', lw=1, label='chance')
     ax.set_xscale('log', base=2)
     ax.set_xticks(sorted({b for per in table.values() for b in per}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_ylim(0, 101)
     ax.set_xlabel('batch size (learning rate scaled linearly)')
-    ax.set_ylabel('validation top-1 (%): mean, min-max over seeds shaded')
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel('validation top-1 (%)')
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc='lower right')
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
@@ -205,19 +209,21 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
                  stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS, torch=torch.__version__, timm=timm.__version__,
                  threads=torch.get_num_threads(), machine=platform.machine(), processor=platform.processor())
     seconds = round(sum(r['cpu_seconds'] for r in runs), 1)
+    losses = summarize(runs, 'final_train_loss')
     result = dict(setup=setup, table={k: {str(b): v for b, v in per.items()} for k, per in table.items()},
+                  final_train_loss={k: {str(b): v for b, v in per.items()} for k, per in losses.items()},
                   cpu_seconds=seconds, wall_seconds_this_invocation=round(time.perf_counter() - started, 1))
     write_text_atomic(out_dir / f'{name}.json', json.dumps(result, indent=1) + '\n')
-    title = (f'digits, {epochs} epochs at every batch size, lr = {base_lr:g}·B/{BASE_BATCH}, '
-             f'{len(seeds)} seeds')
-    write_text_atomic(out_dir / f'{name}.md', _markdown(table, setup, seconds, name))
+    title = (f'digits, {epochs} epochs at every batch size, lr = {base_lr:g}·B/{BASE_BATCH}; mean over '
+             f'{len(seeds)} seeds, min-max shaded')
+    write_text_atomic(out_dir / f'{name}.md', _markdown(table, losses, setup, seconds, name))
     plot(table, str(out_dir / f'{name}.png'), title)
     log(markdown_table(table))
     log(f'wrote {out_dir}/{name}.json, .md, .png and {name}_runs.csv ({seconds} CPU seconds of training)')
     return result
 
 
-def _markdown(table: Dict, setup: Dict, seconds: float, name: str) -> str:
+def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str) -> str:
     return '\n'.join([
         '<!-- generated by `python -m validate batch-size`; numbers from validate/results/'
         f'{name}.json and {name}_runs.csv -->',
@@ -233,6 +239,11 @@ def _markdown(table: Dict, setup: Dict, seconds: float, name: str) -> str:
         + ', '.join(f'{NETS[k]} {n}' for k, n in setup['pixels_reaching_logits_at_init'].items()) + '.',
         '',
         markdown_table(table),
+        '',
+        'Training loss of the last epoch (label-smoothed cross-entropy, mean over seeds; chance is 2.30): whether a '
+        'net failed to train or only to evaluate.',
+        '',
+        markdown_table(losses, spread=False),
         '',
     ])
 
