@@ -139,3 +139,12 @@ def test_pixels_reaching_the_logits_at_init():
     assert batch_size.pixels_reaching_logits('nf', 32) == 36
     # timm's NF flavour has avg-pool shortcuts: every position reaches the next stage
     assert {batch_size.pixels_reaching_logits(kind, 32) for kind in ('nf_timm', 'bn', 'gn_ws')} == {1024}
+
+
+def test_diverged_runs_are_counted_not_averaged():
+    runs = [dict(net='nf', batch=128, seed=s, top1=t, final_train_loss=l)
+            for s, t, l in ((0, 40.0, 1.5), (1, 9.72, float('nan')), (2, 30.0, 2.0))]
+    top1, loss = batch_size.summarize(runs)['nf'][128], batch_size.summarize(runs, 'final_train_loss')['nf'][128]
+    assert (top1['mean'], top1['n'], top1['diverged']) == (26.57, 3, 0)
+    assert (loss['mean'], loss['n'], loss['diverged']) == (1.75, 3, 1)
+    assert '| 1.75 (1 diverged) |' in batch_size.markdown_table({'nf': {128: loss}}, spread=False)

@@ -113,11 +113,13 @@ def summarize(runs: Sequence[Dict], column: str = 'top1') -> Dict[str, Dict[int,
     table: Dict[str, Dict[int, Dict]] = {}
     for kind in NETS:
         for batch in sorted({r['batch'] for r in runs if r['net'] == kind}):
-            values = [r[column] for r in runs if r['net'] == kind and r['batch'] == batch]
+            every = [r[column] for r in runs if r['net'] == kind and r['batch'] == batch]
+            finite = [v for v in every if math.isfinite(v)]  # a diverged run has no final loss
+            values = finite or [math.nan]
             table.setdefault(kind, {})[batch] = dict(
                 mean=round(statistics.fmean(values), 2 if column == 'top1' else 3),
                 std=round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
-                min=min(values), max=max(values), n=len(values))
+                min=min(values), max=max(values), n=len(every), diverged=len(every) - len(finite))
     return table
 
 
@@ -126,7 +128,8 @@ def markdown_table(table: Dict[str, Dict[int, Dict]], spread: bool = True) -> st
     lines = ['| net | ' + ' | '.join(f'batch {b}' for b in batches) + ' |', '|---|' + '---|' * len(batches)]
     for kind, per in table.items():
         cells = [('-' if b not in per else f'{per[b]["mean"]:.1f} ± {per[b]["std"]:.1f}' if spread else
-                  f'{per[b]["mean"]:.2f}') for b in batches]
+                  f'{per[b]["mean"]:.2f}' + (f' ({per[b]["diverged"]} diverged)' if per[b]['diverged'] else ''))
+                 for b in batches]
         lines.append(f'| {NETS[kind]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
