@@ -17,7 +17,7 @@ Every batch size trains for the same number of epochs (default 6, what the CPU b
 cost the most), with the learning rate scaled linearly with the batch (Goyal et al. 2017):
 lr = base_lr * batch / 64, base_lr 0.05 so that batch 128 gets 0.1, the largest constant rate at which the
 paper-exact NF net still trained in digits' stability sweep (at 0.2 it diverges). Top-1 is measured after the last
-epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does. About 40 CPU minutes for
+epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does. About 35 CPU minutes for
 the full grid (4 nets x 7 batch sizes x 3 seeds), seed by seed, so that an interrupted run (--resume) already has
 whole tables.
 Outputs in --out-dir: <name>_runs.csv (one row per run, written after each run; --resume skips the runs it already
