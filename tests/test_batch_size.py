@@ -148,3 +148,11 @@ def test_diverged_runs_are_counted_not_averaged():
     assert (top1['mean'], top1['n'], top1['diverged']) == (26.57, 3, 0)
     assert (loss['mean'], loss['n'], loss['diverged']) == (1.75, 3, 1)
     assert '| 1.75 (1 diverged) |' in batch_size.markdown_table({'nf': {128: loss}}, spread=False)
+
+
+def test_failures_are_named():
+    cell = lambda mean: dict(mean=mean, std=0.0, min=mean, max=mean, n=1, diverged=0)  # noqa: E731
+    table = {'nf': {2: cell(20.0), 128: cell(30.0)}, 'bn': {2: cell(37.0), 128: cell(96.0)}, 'gn_ws': {2: cell(97.0)}}
+    assert batch_size._failures(table) == ('Below 50 % top-1: NF-ResNet (paper-exact) at every batch size; '
+                                           'BatchNorm ResNet (pre-activation) at batch 2.')
+    assert batch_size._failures({'gn_ws': {2: cell(97.0)}}) == 'Below 50 % top-1: none.'
