@@ -1,6 +1,7 @@
-"""timm_nf.fuse: fused models compute the unfused outputs with plain convs, export everywhere, and refuse training."""
+"""timm_nf.fuse: fused models compute the unfused outputs with plain convs, export everywhere, and stay frozen."""
 import dataclasses
 import os
+import warnings
 
 import pytest
 import timm
@@ -8,11 +9,13 @@ import torch
 from helpers import ALL_NAMES, perturb_, rel_err, timm_reference
 from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame
 from timm.models import nfnet as timm_nfnet
+from timm.utils import reparameterize_model
 from torch import nn
 
 from timm_nf.cli import main as cli_main
-from timm_nf.fusion import FusedNFNet, FusedNormFreeNet, fuse, load_fused
-from timm_nf.layers import WSConv2d
+from timm_nf.fusion import FusedNormFreeNet, fuse, load_fused
+from timm_nf.layers import WSConv2d, frozen
+from timm_nf.models.fused import FusedNFBlock
 
 TOL = 1e-5  # relative, fp32
 
@@ -29,11 +32,12 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def _assert_fully_fused(fused: nn.Module) -> None:
+def _assert_fully_fused(fused: nn.Module, head_too: bool = True) -> None:
     for name, module in fused.named_modules():
         assert not isinstance(module, (WSConv2d, ScaledStdConv2d, ScaledStdConv2dSame)), name
         assert getattr(module, 'skipinit_gain', None) is None, name
-    assert not any(p.requires_grad for p in fused.parameters())
+    # reparameterize_model leaves the classifier alone (it has no fuse()); fuse() freezes it too
+    assert not any(p.requires_grad for n, p in fused.named_parameters() if head_too or not n.startswith('head.'))
 
 
 @pytest.mark.parametrize('name', ALL_NAMES)
@@ -80,21 +84,45 @@ def test_timm_normfreenet_fuses_exactly(cfg_name):
     assert rel_err(_outputs(fused, x), _outputs(model, x)) < TOL
 
 
-def test_refuses_training_and_is_idempotent():
-    model = timm.create_model('dm_nf_regnet_b0', depths=(1, 1, 1, 1))
-    with pytest.raises(RuntimeError, match='eval mode'):
-        fuse(model)  # timm builds models in training mode
-    fused = fuse(model.eval())
-    assert isinstance(fused, FusedNFNet)
-    assert isinstance(model.stem.conv, WSConv2d)  # the original is left as it was
-    with pytest.raises(RuntimeError, match='cannot be trained'):
-        fused.train()
-    assert not any(m.training for m in fused.modules())  # refused before anything was switched
-    fused.eval()  # eval is fine
+def test_reparam_model_fuse_and_fuse_agree():
+    """timm's reparameterize_model (--reparam in timm's scripts), model.fuse() and timm_nf.fuse() give the same model."""
+    model = _model('dm_nf_regnet_b0', depths=(1, 2, 1, 1)).train()  # timm's scripts reparameterize in training mode
+    via_timm, via_method, via_function = reparameterize_model(model), model.fuse(), fuse(model)
+    assert isinstance(model.stem.conv, WSConv2d) and model.training  # the original is left as it was
+    reference = [(k, tuple(v.shape)) for k, v in via_function.state_dict().items()]
+    x = torch.randn(2, 3, 64, 64)
+    expected = _outputs(model.eval(), x)
+    for fused in (via_timm, via_method, via_function):
+        _assert_fully_fused(fused, head_too=fused is not via_timm)
+        assert [(k, tuple(v.shape)) for k, v in fused.state_dict().items()] == reference
+        assert [type(m) for m in fused.modules()] == [type(m) for m in via_function.modules()]
+        assert rel_err(_outputs(fused.eval(), x), expected) < TOL
+    assert sum(isinstance(m, FusedNFBlock) for m in via_timm.modules()) == 5
+
+
+def test_fused_model_stays_frozen_inside_a_trained_parent():
+    fused = fuse(_model('dm_nf_regnet_b0', depths=(1, 1, 1, 1)))
+    parent = nn.Sequential(fused, nn.Linear(1000, 3))
+    frozen._told_about_train = False
+    with pytest.warns(UserWarning, match='stays in eval mode') as record:
+        parent.train()
+    assert len(record) == 1  # once, not once per fused module
+    assert parent.training and parent[1].training
+    assert not any(m.training for m in fused.modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        parent.train()  # said once per process
+    for ask in (lambda p: p.requires_grad_(), lambda p: setattr(p, 'requires_grad', True)):
+        with pytest.raises(RuntimeError, match='cannot take gradients'):
+            ask(fused.stem.conv.weight)
     with pytest.raises(RuntimeError, match='cannot take gradients'):
         fused.requires_grad_()
-    with pytest.raises(RuntimeError):  # nothing to backpropagate into
-        fused(torch.randn(1, 3, 32, 32)).sum().backward()
+    with pytest.raises(RuntimeError, match='cannot take gradients'):
+        parent.requires_grad_()
+    assert not any(p.requires_grad for p in fused.parameters())
+    loss = parent(torch.randn(2, 3, 32, 32)).sum()
+    loss.backward()  # the parent's own layer trains; nothing flows into the fused model
+    assert parent[1].weight.grad is not None
     assert fuse(fused) is fused and fused.fuse() is fused
     with pytest.raises(TypeError, match='NormFreeNet'):
         fuse(timm.create_model('resnet18').eval())
@@ -148,7 +176,7 @@ def test_cli_writes_loadable_fused_weights(tmp_path, capsys):
     code, err = _cli(capsys, 'dm_nf_regnet_b0', '--checkpoint', str(checkpoint), '--num-classes', '10', '-o', str(out))
     assert code == 0, err
     loaded = load_fused(str(out))  # model name and num_classes come from the file's metadata
-    assert isinstance(loaded, FusedNFNet) and not loaded.training
+    assert loaded.is_fused and not loaded.training
     x = torch.randn(2, 3, 64, 64)
     assert rel_err(_outputs(loaded, x), _outputs(model, x)) < TOL
     assert sorted(os.listdir(tmp_path)) == ['fused.safetensors', 'trained.pth']  # no temporary file left
@@ -157,7 +185,7 @@ def test_cli_writes_loadable_fused_weights(tmp_path, capsys):
 def test_cli_bad_input_leaves_nothing(tmp_path, capsys):
     out = str(tmp_path / 'x.safetensors')
     code, err = _cli(capsys, 'no_such_model', '-o', out)
-    assert code == 2 and 'Unknown model' in err
+    assert code == 2 and "unknown model 'no_such_model'" in err
     code, err = _cli(capsys, 'resnet18', '-o', out)
     assert code == 2 and 'NormFreeNet' in err
     code, err = _cli(capsys, 'nf_resnet26', '--checkpoint', str(tmp_path / 'missing.pth'), '-o', out)

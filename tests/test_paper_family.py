@@ -1,4 +1,4 @@
-"""The dm_ family follows the paper and the DeepMind reference code (paper-spec.md §2-§4, §7)."""
+"""The dm_ family follows the paper and DeepMind's reference code (deepmind-research, nfnets/)."""
 import math
 
 import pytest
@@ -11,7 +11,7 @@ from timm_nf.models.block import NFBlock
 
 from helpers import DM_NAMES
 
-# parameter counts at 1000 classes derived from the reference structure (paper-spec.md §3.1, §4.1)
+# parameter counts at 1000 classes, derived from the reference structure (DeepMind's nf_resnet.py, nf_regnet.py)
 PAPER_PARAMS_M = {
     'dm_nf_resnet50': 25.56, 'dm_nf_resnet101': 44.55, 'dm_nf_resnet152': 60.19, 'dm_nf_resnet200': 64.67,
     'dm_nf_resnet288': 146.46, 'dm_nf_regnet_b0': 8.60, 'dm_nf_regnet_b1': 10.02, 'dm_nf_regnet_b2': 13.79,

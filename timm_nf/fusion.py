@@ -1,11 +1,13 @@
-"""Inference fusion: every weight-standardised conv becomes a plain conv holding its folded weight and bias.
+"""Inference fusion: every weight-standardised conv becomes a frozen plain conv holding its folded weight and bias.
 
 A normalizer-free net has no batch statistics, so at inference its weight standardisation, WS gains, γ, β, α and
-SkipInit gains are constants. `fuse(model)` folds each of them into the neighbouring convolution wherever that is
-exact (a scalar on a conv's input or output; never through a non-homogeneous activation such as SiLU), so a fused
-block is convs, activations, [SE] and one add. Works on our NFNet and on timm's own NormFreeNet.
+SkipInit gains are constants. Each of our modules that holds them has a `fuse()` method (WSConv2d, NFBlock and the
+shortcut), which is the interface timm's `reparameterize_model` (`--reparam` in its scripts) looks for; `fuse(model)`
+here is that same walk. timm's own NormFreeNet has no such methods: this module fuses it from outside, folding each
+scalar into the neighbouring convolution wherever that is exact (a scalar on a conv's input or output; never through
+a non-homogeneous activation such as SiLU).
 
-The fused weights are a snapshot: a fused model refuses `.train()` and `requires_grad_()`; keep the original to train.
+Fused modules are snapshots (layers/frozen.py): they stay in eval mode and their parameters refuse gradients.
 """
 import copy
 from typing import Optional, Tuple
@@ -16,68 +18,16 @@ from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_ac
 from timm.models import nfnet as timm_nfnet
 from torch import nn
 
+from ._progress import progress_bar
+
 from .layers import WSConv2d
-from .models.block import NFBlock
-from .models.net import NFNet
+from .layers.frozen import FrozenMixin, FusedConv2d, freeze_
 
-__all__ = ['fuse', 'load_fused', 'FusedNFNet', 'FusedNormFreeNet', 'FusedNFBlock', 'FusedNormFreeBlock']
-
-
-class _FusedMixin:
-    """Refuses training: the folded weights no longer follow the trainable parameters they came from."""
-
-    def train(self, mode: bool = True):
-        if mode:
-            raise RuntimeError(
-                f'{type(self).__name__} is a fused inference model and cannot be trained: its weights are a snapshot '
-                'of the folded standardised weights. Train the original (unfused) model and fuse it again.')
-        return super().train(False)
-
-    def requires_grad_(self, requires_grad: bool = True):
-        if requires_grad:
-            raise RuntimeError(f'{type(self).__name__} is a fused inference model: its parameters cannot take gradients')
-        return super().requires_grad_(False)
+__all__ = ['fuse', 'load_fused', 'FusedNormFreeNet', 'FusedNormFreeBlock']
 
 
-class FusedNFNet(_FusedMixin, NFNet):
-    """An NFNet after `fuse()`: same modules and methods, plain convs, no SkipInit gains. Built only by `fuse`."""
-
-
-class FusedNormFreeNet(_FusedMixin, timm_nfnet.NormFreeNet):
+class FusedNormFreeNet(FrozenMixin, timm_nfnet.NormFreeNet):
     """timm's NormFreeNet after `fuse()`. Built only by `fuse`."""
-
-
-# ---------------------------------------------------------------------------------------------------------- convs
-
-def _folded_conv(
-        conv: nn.Conv2d,
-        weight: torch.Tensor,
-        bias: Optional[torch.Tensor],
-        padding=None,
-        same_pad: bool = False,
-) -> nn.Conv2d:
-    """A plain conv with `conv`'s geometry holding (weight, bias); `same_pad` keeps timm's dynamic SAME padding."""
-    kwargs = dict(
-        stride=conv.stride, dilation=conv.dilation, groups=conv.groups, bias=bias is not None,
-        device=weight.device, dtype=weight.dtype)
-    if same_pad:
-        plain = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, padding=0, **kwargs)
-    else:
-        plain = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size,
-            padding=conv.padding if padding is None else padding, **kwargs)
-    with torch.no_grad():
-        # empty_like keeps the source weight's memory format (channels_last stays channels_last)
-        plain.weight = nn.Parameter(torch.empty_like(conv.weight).copy_(weight), requires_grad=False)
-        if bias is not None:
-            plain.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-    return plain
-
-
-@torch.no_grad()
-def _fuse_ws_conv(conv: WSConv2d, out_gain: Optional[torch.Tensor] = None) -> nn.Conv2d:
-    weight, bias = conv.standardized_weight(out_gain)
-    return _folded_conv(conv, weight, bias)
 
 
 @torch.no_grad()
@@ -90,51 +40,15 @@ def _fuse_scaled_std_conv(conv: nn.Conv2d, input_scale: float = 1.0, output_scal
     ).reshape_as(conv.weight)
     weight = weight * (input_scale * output_scale)
     bias = None if conv.bias is None else conv.bias * output_scale
-    return _folded_conv(conv, weight, bias, same_pad=isinstance(conv, ScaledStdConv2dSame) and conv.same_pad)
-
-
-# ------------------------------------------------------------------------------------------------- our NFNet
-
-class FusedNFBlock(nn.Module):
-    """NFBlock after fusion: act → [shortcut conv] ; conv → act → conv → [SE] → act → conv → + shortcut.
-
-    β, γ, α, the WS gains and the SkipInit gain are all inside the plain convs' weights and biases.
-    """
-
-    def __init__(self, block: NFBlock):
-        super().__init__()
-        self.downsample = block.downsample
-        if self.downsample is not None:
-            self.downsample.conv = _fuse_ws_conv(self.downsample.conv)
-        self.act1 = block.act1
-        self.conv1 = _fuse_ws_conv(block.conv1)
-        self.act2 = block.act2
-        self.conv2 = _fuse_ws_conv(block.conv2)
-        self.attn = block.attn
-        self.act3 = block.act3
-        self.conv3 = _fuse_ws_conv(block.conv3, block.skipinit_gain)
-        self.drop_path = block.drop_path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act1(x)
-        shortcut = x if self.downsample is None else self.downsample(out)
-        out = self.conv2(self.act2(self.conv1(out)))
-        if self.attn is not None:
-            out = self.attn(out)
-        out = self.drop_path(self.conv3(self.act3(out)))
-        return out.add_(shortcut)  # in place, as in NFBlock: saves an allocation per block
-
-
-def _fuse_nfnet(model: NFNet) -> None:
-    model.stem.conv = _fuse_ws_conv(model.stem.conv)
-    for stage in model.stages:
-        for idx, block in enumerate(stage):
-            stage[idx] = FusedNFBlock(block)
-    if isinstance(model.final_conv, WSConv2d):
-        model.final_conv = _fuse_ws_conv(model.final_conv)
-    # `final_act_gamma` (dm_ family) stays a multiply: it is part of forward_features' output, and the head may be
-    # absent (num_classes=0), so there is no conv after it that every caller goes through.
-    model.__class__ = FusedNFNet
+    if isinstance(conv, ScaledStdConv2dSame) and conv.same_pad:  # keep timm's dynamic SAME padding
+        plain = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=0,
+                           dilation=conv.dilation, groups=conv.groups, bias=bias is not None,
+                           device=weight.device, dtype=weight.dtype)
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+        return freeze_(plain)
+    return FusedConv2d.like(conv, weight, bias)
 
 
 # ------------------------------------------------------------------------------------- timm's NormFreeNet
@@ -160,7 +74,7 @@ def _scalar(value) -> float:
     return 1.0 if value is None else float(value.detach() if torch.is_tensor(value) else value)
 
 
-class FusedNormFreeBlock(nn.Module):
+class FusedNormFreeBlock(FrozenMixin, nn.Module):
     """timm's NormFreeBlock after fusion.
 
     β and every GammaAct γ fold into the convs reading the activation; α and the SkipInit gain fold into conv3 unless
@@ -249,47 +163,34 @@ def _fuse_normfreenet(model: timm_nfnet.NormFreeNet) -> None:
 # ------------------------------------------------------------------------------------------------------ API
 
 def fuse(model: nn.Module) -> nn.Module:
-    """An inference copy of `model` (an NFNet or timm NormFreeNet in eval mode) with every WS conv folded.
+    """A frozen inference copy of `model` (our NFNet, or timm's NormFreeNet) with every WS conv folded, in eval mode.
 
     The copy computes the same outputs (within float rounding) with plain convolutions; the original is untouched.
-    Fusing an already fused model returns it unchanged.
+    For our nets this is the walk of timm's `reparameterize_model`, so `--reparam`, `model.fuse()` and `fuse(model)`
+    give the same modules and weights; `fuse` also freezes what has no `fuse()` (the classifier). Fusing an already
+    fused model returns it unchanged. A progress bar shows on a terminal for deep nets.
     """
-    if isinstance(model, (FusedNFNet, FusedNormFreeNet)):
+    if isinstance(model, FusedNormFreeNet) or not any(isinstance(m, (WSConv2d, ScaledStdConv2d)) for m in model.modules()) \
+            and any(isinstance(m, FrozenMixin) for m in model.modules()):
         return model
-    if not isinstance(model, (NFNet, timm_nfnet.NormFreeNet)):
+    if isinstance(model, timm_nfnet.NormFreeNet):
+        fused = copy.deepcopy(model)
+        _fuse_normfreenet(fused)
+        return freeze_(fused)
+    if not any(isinstance(m, WSConv2d) for m in model.modules()):
         hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
         raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
-    if model.training:
-        raise RuntimeError(
-            'fuse() needs a model in eval mode: the fused weights are an inference snapshot that cannot be trained. '
-            'Call model.eval() first.')
     fused = copy.deepcopy(model)
-    if isinstance(fused, NFNet):
-        _fuse_nfnet(fused)
-    else:
-        _fuse_normfreenet(fused)
-    for param in fused.parameters():
-        param.requires_grad_(False)
-    return fused.eval()  # the new fused blocks are built in nn.Module's default training mode
+    fusible = [(parent, name) for parent in fused.modules() for name, child in parent.named_children()
+               if hasattr(child, 'fuse')]
+    # outermost first, as timm's walk does; a child of a replaced module is fused by its parent's fuse()
+    replaced = set()
+    for parent, name in progress_bar(fusible, desc='fusing', unit='module', show=None if len(fusible) > 100 else False):
+        if id(parent) not in replaced:
+            child = getattr(parent, name)
+            replaced.update(id(m) for m in child.modules())
+            setattr(parent, name, child.fuse())
+    return freeze_(fused)
 
 
-def load_fused(path: str, model_name: Optional[str] = None, **kwargs) -> nn.Module:
-    """Build a fused model from a file written by `timm-nf fuse`, in one call.
-
-    The model name and constructor arguments are read from the file's metadata; `model_name`/`kwargs` override them.
-    """
-    import json
-
-    import timm
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(path, framework='pt') as f:
-        meta = f.metadata() or {}
-    model_name = model_name or meta.get('model')
-    if not model_name:
-        raise ValueError(f'{path} names no model in its metadata: pass model_name=')
-    create_kwargs = {**json.loads(meta.get('create_kwargs', '{}')), **kwargs}
-    model = fuse(timm.create_model(model_name, pretrained=False, **create_kwargs).eval())
-    model.load_state_dict(load_file(path))
-    return model
+from .fused_file import load_fused  # noqa: E402,F401  (kept importable from here; the file format lives there)

@@ -34,7 +34,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from functools import partial
@@ -47,6 +46,8 @@ from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 
 from timm_nf._atomic import atomic_path, write_text_atomic
+from timm_nf._command_line import (UsageError, check_output_file, command_main, finite_float, non_negative_int,
+                                   positive_int)
 
 from . import digits
 
@@ -264,53 +265,50 @@ def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str)
     ])
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block: the project's convention for bad input
-        self.exit(2, f'{self.prog}: error: {message}\n')
+PROG = 'python -m validate batch-size'
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog='python -m validate batch-size', description=__doc__.split('\n')[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out-dir', type=Path, default=RESULTS_DIR, help='an existing folder (default validate/results)')
     p.add_argument('--name', default='batch_size', help='file name stem of the outputs (default batch_size)')
     p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
-    p.add_argument('--batch-sizes', nargs='+', type=int, default=list(BATCH_SIZES))
-    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    p.add_argument('--epochs', type=int, default=6)
-    p.add_argument('--base-lr', type=float, default=0.05, help='learning rate at batch 64 (default 0.05)')
-    p.add_argument('--weight-decay', type=float, default=5e-5)
-    p.add_argument('--img-size', type=int, default=32)
+    p.add_argument('--batch-sizes', nargs='+', type=positive_int, default=list(BATCH_SIZES))
+    p.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
+    p.add_argument('--epochs', type=positive_int, default=6)
+    p.add_argument('--base-lr', type=finite_float, default=0.05, help='learning rate at batch 64 (default 0.05)')
+    p.add_argument('--weight-decay', type=finite_float, default=5e-5)
+    p.add_argument('--img-size', type=positive_int, default=32)
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
-    return p
 
 
-def _check(args: argparse.Namespace) -> Optional[str]:
-    if not args.out_dir.is_dir():
-        return f'--out-dir {str(args.out_dir)!r} is not an existing folder'
-    if not os.access(args.out_dir, os.W_OK):
-        return f'--out-dir {str(args.out_dir)!r} is not writable'
+def _check(args: argparse.Namespace) -> None:
+    """Everything that can be checked before training: values, and every output file."""
     if not args.name or os.sep in args.name or args.name.startswith('.'):
-        return f'--name must be a plain file name stem, got {args.name!r}'
+        raise UsageError(f'--name must be a plain file name stem, got {args.name!r}')
     if min(args.batch_sizes) < 2:
-        return f'--batch-sizes must be at least 2 (BatchNorm needs two samples), got {min(args.batch_sizes)}'
-    if args.epochs < 1 or args.img_size < 16:
-        return f'need --epochs >= 1 and --img-size >= 16, got {args.epochs} and {args.img_size}'
+        raise UsageError(f'--batch-sizes must be at least 2 (BatchNorm needs two samples), got '
+                         f'{min(args.batch_sizes)}')
+    if args.img_size < 16:
+        raise UsageError(f'--img-size must be at least 16 (the nets downsample 32x), got {args.img_size}')
     if len(set(args.seeds)) != len(args.seeds) or len(set(args.batch_sizes)) != len(args.batch_sizes):
-        return 'each seed and batch size may be given only once'
-    if not math.isfinite(args.base_lr) or args.base_lr <= 0:
-        return f'--base-lr must be a positive number, got {args.base_lr}'
-    return None
+        raise UsageError('each seed and batch size may be given only once')
+    if args.base_lr <= 0 or args.weight_decay < 0:
+        raise UsageError(f'need --base-lr > 0 and --weight-decay >= 0, got {args.base_lr} and {args.weight_decay}')
+    if not args.out_dir.is_dir():
+        raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
+    for suffix in ('_runs.csv', '.json', '.md', '.png'):
+        check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    problem = _check(args)
-    if problem:
-        print(f'python -m validate batch-size: error: {problem}', file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    _check(args)
     run(args.out_dir, args.name, args.nets, sorted(args.batch_sizes), args.seeds, args.epochs, args.base_lr,
         args.weight_decay, args.img_size, resume=args.resume)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return command_main(PROG, __doc__.split('\n')[0], add_arguments, _run, argv)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@
 
 Nets, all at initialisation with unit-Gaussian input (seed 0):
 - 600-layer pre-activation BatchNorm ResNets, BN→ReLU→Conv and ReLU→BN→Conv (validate/reference_nets.py);
-- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (paper-spec §1 caveat);
+- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (the reference code initialises it to
+  0, which hides every residual branch; its NF_ResNet takes `skipinit_gain` for this);
 - the same NF-ResNet with plain He-initialised convs ("NF, He init");
 - timm's NormFreeNet nf_resnet50 beside dm_nf_resnet50 and our nf_resnet50 (last-conv gains / SkipInit gain set to 1);
 - timm's popular residual nets (ConvNeXt-T, RegNetY-1.6GF, ResNet-50, ViT-S/16, EfficientNet-B0) beside the
@@ -32,6 +33,8 @@ from torch import nn
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import ArgumentParser
+from timm_nf._progress import progress_wanted
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
 from .spp_popular import POPULAR, caption as popular_caption
@@ -63,7 +66,7 @@ def _measure(build: Callable[[], nn.Module], name: str, size: int, batch: int, g
     torch.manual_seed(INIT_SEED)  # the same initial weights on every run
     model = build()
     result = signal_propagation(model, name=name, batch=batch, img_size=size, skipinit_gain=gain,
-                                progress=sys.stderr.isatty())
+                                progress=progress_wanted())
     result.settings['init_seed'] = INIT_SEED
     del model
     gc.collect()
@@ -171,7 +174,7 @@ def _fmt(values, digits: int = 2) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
     p.add_argument('--depth', type=int, default=50, help='blocks per stage of the deep nets (paper: 50, 600 layers)')
     p.add_argument('--nf-size', type=int, default=384, help='image size for the NF-ResNet with Scaled WS')
     p.add_argument('--nf-batch', type=int, default=2)
@@ -184,8 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> int:
-    args = _parser().parse_args(sys.argv[1:])
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(FIGURES, exist_ok=True)
     depths = (args.depth,) * 4

@@ -5,42 +5,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class _StandardizeWeight(torch.autograd.Function):
-    """(W − mean)·gain·rsqrt(max(var·fan_in + eps_fan_in, floor)) per output row, with a hand-written backward.
-
-    Autograd's version of this formula makes about twice as many passes over every weight per training step; for the
-    53 convs of nf_resnet50 on the CPU this one takes a third of its time. Used in eager mode only (see WSConv2d).
-    """
-
-    @staticmethod
-    def forward(ctx, weight, gain, fan_in: int, eps_fan_in: float, floor: float):
-        w = weight.reshape(weight.shape[0], -1)
-        centered = w - w.mean(1, keepdim=True)
-        var = torch.linalg.vector_norm(centered, dim=1, keepdim=True).square_().div_(w.shape[1])
-        var_fan_in = var * fan_in + eps_fan_in
-        inv_std = torch.rsqrt(torch.clamp_min(var_fan_in, floor))
-        row_scale = gain.reshape(-1, 1) * inv_std
-        ctx.save_for_backward(centered, row_scale, inv_std, var_fan_in > floor)
-        ctx.fan_in, ctx.gain_shape = fan_in, gain.shape
-        return (centered * row_scale).reshape_as(weight)
-
-    @staticmethod
-    def backward(ctx, grad):
-        centered, row_scale, inv_std, floor_inactive = ctx.saved_tensors
-        g = grad.reshape(centered.shape)
-        grad_row_scale = (g * centered).sum(1, keepdim=True)
-        # through var: d inv_std / d w = -inv_std³·fan_in·centered / n, zero where the floor holds inv_std constant
-        var_coef = torch.where(
-            floor_inactive, grad_row_scale * inv_std * inv_std * (ctx.fan_in / centered.shape[1]), 0.0)
-        # (g − mean(g) − var_coef·centered)·row_scale in two passes over the weight
-        grad_w = torch.addcmul(-(g.mean(1, keepdim=True) * row_scale), g, row_scale)
-        grad_w.addcmul_(centered, -(var_coef * row_scale))
-        return grad_w.reshape(grad.shape), (grad_row_scale * inv_std).reshape(ctx.gain_shape), None, None, None
+from .frozen import FusedConv2d
 
 
 def _same_size_padding(kernel_size: int, stride: int, dilation: int) -> int:
     return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+def _per_conv_formula_only(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Where a shared standardisation pass cannot run: graph capture, torch.func transforms, the meta device."""
+    return (torch.compiler.is_compiling() or isinstance(x, torch.fx.Proxy) or weight.device.type == 'meta'
+            or torch._C._functorch.is_functorch_wrapped_tensor(weight)
+            or torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
 class WSConv2d(nn.Conv2d):
@@ -50,8 +26,11 @@ class WSConv2d(nn.Conv2d):
     the paper's (var_floor=1e-4, var_eps=0: a floor on var·fan_in) and timm's ScaledStdConv2d (var_floor=0, var_eps=1e-5).
 
     Any scalar that multiplies the conv's input (`input_scale`: β, γ) or its output (`output_scale`: α, and at run time
-    the SkipInit gain `out_gain`) is applied to the tiny per-channel scale vector rather than to the activations, so
-    the only full-size work per forward is the standardisation itself. Output scalars also scale the bias.
+    the SkipInit gain `out_gain`) scales the standardised weight's rows instead of the activations; the constant ones
+    are multiplied together once, here (`weight_scale`). Output scalars also scale the bias.
+
+    Inside a network, a `WSGroup` standardises every WS conv's weight in one pass (see ws_group.py); this conv then
+    takes its slice. On its own, and wherever that pass cannot run, it applies the formula itself.
     """
 
     def __init__(
@@ -78,8 +57,11 @@ class WSConv2d(nn.Conv2d):
         self.fan_in = (in_chs // groups) * kernel_size * kernel_size
         self.input_scale = float(input_scale)
         self.output_scale = float(output_scale)
+        self.weight_scale = self.input_scale * self.output_scale
         self.var_floor = float(var_floor)
         self.var_eps_fan_in = float(var_eps) * self.fan_in
+        self._ws_group = None  # (group, index in it), set by WSGroup.attach
+        self._ws_out_gain = (None,)  # the out_gain tensor this conv is called with, for the group's pass
         nn.init.kaiming_normal_(self.weight, mode='fan_in', nonlinearity='linear')
         nn.init.zeros_(self.bias)
 
@@ -88,30 +70,50 @@ class WSConv2d(nn.Conv2d):
             out_gain: Optional[torch.Tensor] = None,
             with_output_scale: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The effective (weight, bias) of this conv; `with_output_scale=False` leaves out α and `out_gain`."""
-        gain = self.gain * self.input_scale
+        """The effective (weight, bias) of this conv by the formula; `with_output_scale=False` leaves out α and out_gain.
+
+        The plain formula in autograd ops: every order of gradients, torch.func, TorchScript and compilers take it.
+        """
         bias = self.bias
         assert bias is not None  # always built with a bias; this tells TorchScript so
-        if with_output_scale:
-            gain = gain * self.output_scale
+        var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), keepdim=True, correction=0)
+        inv_std = torch.rsqrt(torch.clamp_min(var * self.fan_in + self.var_eps_fan_in, self.var_floor))
+        if not with_output_scale:
+            return (self.weight - mean) * (self.gain * (inv_std * self.input_scale)), bias
+        row_scale = self.gain * (inv_std * self.weight_scale)
+        if self.output_scale != 1.0:
             bias = bias * self.output_scale
-            if out_gain is not None:
-                gain = gain * out_gain
-                bias = bias * out_gain
-        if torch.jit.is_scripting() or torch.compiler.is_compiling():
-            # compilers fuse the plain formula themselves; TorchScript cannot run autograd Functions
-            var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), keepdim=True, correction=0)
-            inv_std = torch.rsqrt(torch.clamp_min(var * self.fan_in + self.var_eps_fan_in, self.var_floor))
-            return (self.weight - mean) * (gain * inv_std), bias
-        return self._standardize_eager(gain), bias
+        if out_gain is not None:
+            row_scale = row_scale * out_gain
+            bias = bias * out_gain
+        return (self.weight - mean) * row_scale, bias
 
     @torch.jit.unused
-    def _standardize_eager(self, gain: torch.Tensor) -> torch.Tensor:
-        return _StandardizeWeight.apply(self.weight, gain, self.fan_in, self.var_eps_fan_in, self.var_floor)
+    def _eager_weight(self, x: torch.Tensor, out_gain: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._ws_group is not None and not _per_conv_formula_only(x, self.weight):
+            group, index = self._ws_group
+            shared = group.lookup(self, index, out_gain)
+            if shared is not None:
+                return shared
+        return self.standardized_weight(out_gain)
 
     def forward(self, x: torch.Tensor, out_gain: Optional[torch.Tensor] = None) -> torch.Tensor:
-        weight, bias = self.standardized_weight(out_gain)
+        if torch.jit.is_scripting():
+            weight, bias = self.standardized_weight(out_gain)
+        else:
+            weight, bias = self._eager_weight(x, out_gain)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    @torch.no_grad()
+    def fuse(self, out_gain: Optional[torch.Tensor] = None) -> FusedConv2d:
+        """A frozen plain conv holding this conv's effective weight and bias (timm's `reparameterize_model` calls it)."""
+        weight, bias = self.standardized_weight(out_gain)
+        return FusedConv2d.like(self, weight, bias)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self._ws_group is not None:  # a copy of a grouped conv joins the copy of its group
+            self._ws_group[0].adopt(self._ws_group[1], self)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -1,9 +1,12 @@
 """The normalizer-free pre-activation bottleneck block shared by NF-ResNets and NF-RegNets."""
+import copy
+
 import torch
 from timm.layers import AvgPool2dSame, DropPath
 from torch import nn
 
 from ..layers import SqueezeExcite, WSConv2d, create_activation
+from .fused import FusedNFBlock, FusedShortcut
 
 
 class Shortcut(nn.Module):
@@ -24,12 +27,16 @@ class Shortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pool(x))
 
+    def fuse(self) -> FusedShortcut:
+        return FusedShortcut(copy.deepcopy(self.pool), self.conv.fuse())
+
 
 class NFBlock(nn.Module):
     """x + α · f(act(x) · β), with f = conv1x1 → act → conv3x3 → [SE] → act → conv1x1.
 
     β, α and γ are constants folded into the WS convs (see WSConv2d); the SkipInit gain is folded into the last conv
     at run time. What remains per block is exactly a plain ResNet block: convs, activations and one add.
+    `fuse()` (timm's `reparameterize_model` calls it) returns the frozen inference block with everything folded.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class NFBlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate, scale_by_keep=drop_path_scale_by_keep) \
             if drop_path_rate > 0 else nn.Identity()
         self.skipinit_gain = nn.Parameter(torch.zeros((), device=device, dtype=dtype)) if scalar_skipinit else None
+        self.conv3._ws_out_gain = (self.skipinit_gain,)  # lets the network's shared WS pass fold it in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(x)
@@ -85,3 +93,17 @@ class NFBlock(nn.Module):
             out = self.attn(out)
         out = self.drop_path(self.conv3(self.act3(out), self.skipinit_gain))
         return out.add_(shortcut)  # in place: nothing saved for backward reads the branch output
+
+    @torch.no_grad()
+    def fuse(self) -> FusedNFBlock:
+        """The frozen inference block: plain convs holding every folded scalar; the original is left untouched."""
+        return FusedNFBlock(
+            downsample=None if self.downsample is None else self.downsample.fuse(),
+            act1=copy.deepcopy(self.act1),
+            conv1=self.conv1.fuse(),
+            act2=copy.deepcopy(self.act2),
+            conv2=self.conv2.fuse(),
+            attn=copy.deepcopy(self.attn),
+            act3=copy.deepcopy(self.act3),
+            conv3=self.conv3.fuse(self.skipinit_gain),
+        )

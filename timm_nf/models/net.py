@@ -7,9 +7,11 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from ..layers import WSConv2d, activation_gamma, create_activation
+from ..fusion import fuse
+from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
+from ..layers.frozen import FusedConv2d, keep_eval
 from .block import NFBlock
-from .config import NFConfig, override
+from .config import NFConfig, check_arguments, override
 
 
 def _channel_rounders(mode: str) -> Tuple[Callable[[float], int], Callable[[float], int]]:
@@ -29,6 +31,8 @@ def _drop_path_rates(cfg: NFConfig, rate: float) -> List[float]:
 class NFNet(nn.Module):
     """Normalizer-free ResNet / RegNet (Brock, De & Smith, ICLR 2021) with timm's full model contract."""
 
+    __jit_unused_properties__ = ['is_fused']
+
     def __init__(
             self,
             cfg: NFConfig,
@@ -44,12 +48,7 @@ class NFNet(nn.Module):
     ):
         super().__init__()
         cfg = override(cfg, kwargs, type(self).__name__)
-        if in_chans < 1:
-            raise ValueError(f'in_chans must be at least 1, got {in_chans}')
-        if num_classes < 0:
-            raise ValueError(f'num_classes must be 0 (no classifier) or more, got {num_classes}')
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+        check_arguments(cfg, num_classes, in_chans, output_stride, drop_rate, drop_path_rate)
         self.cfg = cfg
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -128,6 +127,13 @@ class NFNet(nn.Module):
         self.num_features = self.head_hidden_size = prev_chs
         self.head = ClassifierHead(prev_chs, num_classes, pool_type=global_pool, drop_rate=self.drop_rate, **dd)
         self._init_plain_layers()
+        self._group_ws_convs()
+
+    def _group_ws_convs(self) -> None:
+        """One standardisation pass for all WS convs (layers/ws_group.py); the stem conv comes first and starts it."""
+        convs = [m for m in self.modules() if isinstance(m, WSConv2d)]
+        if convs:
+            WSGroup.attach(convs)
 
     def _init_plain_layers(self) -> None:
         for name, module in self.named_modules():
@@ -191,10 +197,18 @@ class NFNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     @torch.jit.ignore
-    def fuse(self) -> nn.Module:
-        """An inference model whose WS convs are plain convs holding the folded weights (timm_nf.fusion)."""
-        from ..fusion import fuse  # imported here: fusion depends on this module
+    def fuse(self) -> 'NFNet':
+        """A frozen inference copy whose WS convs are plain convs holding the folded weights (timm_nf.fusion)."""
         return fuse(self)
+
+    @property
+    def is_fused(self) -> bool:
+        return isinstance(self.stem.conv, FusedConv2d)
+
+    def train(self, mode: bool = True) -> 'NFNet':
+        if mode and self.is_fused:  # a fused net is a frozen snapshot, also inside a parent being trained
+            return keep_eval(self)
+        return super().train(mode)
 
     def forward_intermediates(
             self,
@@ -246,4 +260,5 @@ class NFNet(nn.Module):
             self.final_act_gamma = 1.0
         if prune_head:
             self.reset_classifier(0, '')
+        self._group_ws_convs()
         return take_indices

@@ -7,6 +7,7 @@ from timm.models import nfnet as timm_nfnet
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._progress import progress_wanted
 from ..models.block import NFBlock
 from .anatomy import Anatomy, find_anatomy, reduce_dims
 from .inputs import folder_input, gaussian_input
@@ -60,7 +61,8 @@ def signal_propagation(
     settings.update(skipinit_gain=skipinit_gain, bn_stats=bn_stats, blocks=blocks)
     name = name or _model_name(model)
     rows: List[BlockStats] = []
-    show = len(anatomy.sites) >= PROGRESS_MIN_BLOCKS if progress is None else progress
+    # by default: a bar for deep nets only, and only on a terminal outside CI
+    show = progress if progress is not None else len(anatomy.sites) >= PROGRESS_MIN_BLOCKS and progress_wanted()
 
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(anatomy.sites), desc=f'spp {name}', unit='block', disable=not show))

@@ -1,0 +1,228 @@
+"""One Scaled-WS pass for all the WS convs of a network, in a fixed number of kernels.
+
+Per conv, the standardisation formula costs a dozen small kernels forward and as many backward; a net has 50 to 150
+WS convs, and in eager mode on a GPU each launch costs about as much as the arithmetic. A WSGroup lays every conv's
+weight rows end to end and standardises them together (two segmented sums, segments.py), with the gains, the
+constant scalars and the SkipInit gains applied as per-row vectors, then hands each conv its slice: about 20 kernels
+forward and 25 backward for the whole net.
+
+When the pass runs:
+- the group's first conv (the stem) recomputes it on every call, so every forward that starts at the stem (the
+  model's forward, forward_intermediates, timm's feature wrappers) standardises once, from the current weights;
+- any other conv takes its slice while it is valid: its parameters are the same tensors, unmodified (version and
+  storage), and the pass was made in a compatible mode (autocast dtype, autograd graph task, with a graph if one is
+  needed now). Otherwise it computes the pass anew, or its own formula when only its own parameters changed;
+- a backward through the pass drops it, so a backward that recomputes a stage itself (re-entrant checkpointing) gets
+  a pass of its own and never back-propagates twice through one.
+The pass runs outside saved-tensor hooks: non-reentrant checkpointing then recomputes a stage with the same saved
+tensors as the original forward.
+"""
+import itertools
+import weakref
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from .segments import SegmentLayout, segment_expand, segment_sum
+
+_Stamp = Tuple[int, int]  # (in-place version, storage address) of a tensor
+
+
+def _stamp(t: Optional[torch.Tensor]) -> Optional[_Stamp]:
+    return None if t is None else (t._version, t.data_ptr())
+
+
+def _keep(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+_serials = itertools.count()
+
+
+def _dropper(group: weakref.ref, serial: int):
+    """A gradient hook that forgets pass `serial` once a backward has gone through it."""
+    def hook(grad: torch.Tensor) -> None:
+        alive = group()
+        if alive is not None:
+            alive._drop(serial)
+    return hook
+
+
+class _Mode(NamedTuple):
+    amp_dtype: Optional[torch.dtype]
+    graph_task: int
+    grad: bool
+    inference: bool
+
+    @staticmethod
+    def now(device_type: str) -> '_Mode':
+        amp = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        return _Mode(amp, torch._C._current_graph_task_id(), torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+
+    def serves(self, wanted: '_Mode') -> bool:
+        return (self.amp_dtype == wanted.amp_dtype and self.graph_task == wanted.graph_task
+                and (self.grad or not wanted.grad) and (wanted.inference or not self.inference))
+
+
+class _Pass(NamedTuple):
+    serial: int
+    mode: _Mode
+    weights: List[torch.Tensor]
+    biases: List[torch.Tensor]
+    sources: List[Tuple]   # per conv: the (weight, gain, bias, out_gain) tensors it was computed from
+    stamps: List[Tuple]    # per conv: their stamps
+
+
+class _RowConstants(NamedTuple):
+    layout: SegmentLayout
+    inv_fan_in: torch.Tensor
+    eps: Optional[torch.Tensor]       # var_eps·fan_in per row, None where all are 0
+    floor: float
+    weight_scale: torch.Tensor        # input × output scale per row
+    output_scale: torch.Tensor        # output scale per row (bias)
+    out_gain_index: Optional[torch.Tensor]  # per row: 0, or 1 + index of its conv's out gain
+    one: torch.Tensor
+
+
+def _flat(weight: torch.Tensor) -> torch.Tensor:
+    """The weight as one row-major (out channel first) vector, as a view whenever the memory format allows."""
+    if weight.is_contiguous():
+        return weight.view(-1)
+    if weight.is_contiguous(memory_format=torch.channels_last):
+        return weight.permute(0, 2, 3, 1).reshape(-1)  # rows stay contiguous; the order within a row differs
+    return weight.reshape(-1)
+
+
+def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        o, i, kh, kw = like.shape
+        return flat.view(o, kh, kw, i).permute(0, 3, 1, 2)
+    return flat.view(like.shape)
+
+
+class WSGroup:
+    """Standardises the weights of `convs` (WSConv2d) together; see the module docstring for when.
+
+    Members are held weakly and hold the group: copying or pickling a whole network copies its group with it (each
+    conv re-registers in the copy), while a conv copied on its own falls back to its own formula.
+    """
+
+    def __init__(self, size: int):
+        self._members: List[Optional[weakref.ref]] = [None] * size
+        self._constants = {}
+        self._pass: Optional[_Pass] = None
+
+    @classmethod
+    def attach(cls, convs: Sequence) -> 'WSGroup':
+        """A group over `convs`, the first of which starts every forward (the stem); each conv is told its group."""
+        floors = {c.var_floor for c in convs}
+        if len(floors) > 1:
+            raise ValueError(f'the convs of one WSGroup need one variance floor, got {sorted(floors)}')
+        group = cls(len(convs))
+        for index, conv in enumerate(convs):
+            conv._ws_group = (group, index)
+            group.adopt(index, conv)
+        return group
+
+    def adopt(self, index: int, conv) -> None:
+        self._members[index] = weakref.ref(conv)
+        self._constants, self._pass = {}, None
+
+    def __getstate__(self):
+        return {'_members': [None] * len(self._members), '_constants': {}, '_pass': None}
+
+    # ---------------------------------------------------------------------------------------------- lookup
+
+    def lookup(self, conv, index: int, out_gain: Optional[torch.Tensor]) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """`conv`'s (weight, bias) from the shared pass, or None when it must use its own formula."""
+        member = self._members[index]
+        if member is None or member() is not conv:
+            return None
+        if out_gain is not None and conv._ws_out_gain[0] is not out_gain:
+            conv._ws_out_gain = (out_gain,)  # the next pass includes it
+        mode = _Mode.now(conv.weight.device.type)
+        shared = self._pass
+        if index == 0 or shared is None or not shared.mode.serves(mode):
+            shared = self._compute(mode)
+            if shared is None:
+                return None
+        tensors = (conv.weight, conv.gain, conv.bias, out_gain)
+        if any(a is not b for a, b in zip(tensors, shared.sources[index])) \
+                or shared.stamps[index] != tuple(_stamp(t) for t in tensors):
+            return None
+        return shared.weights[index], shared.biases[index]
+
+    def _drop(self, serial: int) -> None:
+        if self._pass is not None and self._pass.serial == serial:
+            self._pass = None
+
+    # ------------------------------------------------------------------------------------------------ pass
+
+    def _compute(self, mode: _Mode) -> Optional[_Pass]:
+        convs = [member() if member is not None else None for member in self._members]
+        if any(conv is None for conv in convs):
+            return None
+        first = convs[0].weight
+        if any(c.weight.device != first.device or c.weight.dtype != first.dtype for c in convs):
+            return None
+        out_gains = [c._ws_out_gain[0] for c in convs]
+        sources = [(c.weight, c.gain, c.bias, g) for c, g in zip(convs, out_gains)]
+        # half-precision weights are standardised in float32, as batch_norm and var_mean accumulate
+        work = torch.float32 if first.dtype in (torch.float16, torch.bfloat16) else first.dtype
+        k = self._row_constants(convs, first.device, work)
+        with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
+            flat = torch.cat([_flat(c.weight) for c in convs]).to(work)
+            centered = flat - segment_expand(segment_sum(flat, k.layout) * k.inv_fan_in, k.layout)
+            var_fan_in = segment_sum(centered * centered, k.layout)
+            if k.eps is not None:
+                var_fan_in = var_fan_in + k.eps
+            if k.floor > 0.0:
+                var_fan_in = var_fan_in.clamp_min(k.floor)
+            weight_scale, output_scale = k.weight_scale, k.output_scale
+            if k.out_gain_index is not None:
+                gains = torch.cat([k.one] + [g.reshape(1).to(work) for g in out_gains if g is not None])
+                per_row = gains.index_select(0, k.out_gain_index)
+                weight_scale, output_scale = weight_scale * per_row, output_scale * per_row
+            gains = torch.cat([c.gain.reshape(-1) for c in convs]).to(work)
+            weights = centered * segment_expand(gains * torch.rsqrt(var_fan_in) * weight_scale, k.layout)
+            biases = torch.cat([c.bias for c in convs]).to(work) * output_scale
+            # cast once here rather than once per conv inside autocast (which leaves float64 alone)
+            out = mode.amp_dtype if mode.amp_dtype is not None and first.dtype != torch.float64 else first.dtype
+            weights, biases = weights.to(out), biases.to(out)
+        serial = next(_serials)
+        if weights.requires_grad:
+            weights.register_hook(_dropper(weakref.ref(self), serial))
+        shared = _Pass(
+            serial,
+            mode,
+            [_unflat(w, c.weight) for w, c in zip(weights.split([c.weight.numel() for c in convs]), convs)],
+            list(biases.split([c.out_channels for c in convs])),
+            sources,
+            [tuple(_stamp(t) for t in s) for s in sources],
+        )
+        self._pass = shared
+        return shared
+
+    def _row_constants(self, convs, device: torch.device, dtype: torch.dtype) -> _RowConstants:
+        key = (device, dtype, tuple(g is not None for g in (c._ws_out_gain[0] for c in convs)))
+        if key not in self._constants:
+            def rows(values: Sequence[float], table_dtype=dtype) -> torch.Tensor:
+                return torch.tensor([v for c, v in zip(convs, values) for _ in range(c.out_channels)],
+                                    dtype=table_dtype, device=device)
+
+            has_gain = key[2]
+            gain_slots, slot = [], 0
+            for present in has_gain:
+                slot += present
+                gain_slots.append(slot if present else 0)
+            self._constants[key] = _RowConstants(
+                layout=SegmentLayout([c.fan_in for c in convs for _ in range(c.out_channels)]),
+                inv_fan_in=rows([1.0 / c.fan_in for c in convs]),
+                eps=rows([c.var_eps_fan_in for c in convs]) if any(c.var_eps_fan_in for c in convs) else None,
+                floor=convs[0].var_floor,
+                weight_scale=rows([c.weight_scale for c in convs]),
+                output_scale=rows([c.output_scale for c in convs]),
+                out_gain_index=rows(gain_slots, torch.long) if any(has_gain) else None,
+                one=torch.ones(1, dtype=dtype, device=device),
+            )
+        return self._constants[key]
