@@ -176,6 +176,14 @@ def _spp_section(root: Path) -> List[str]:
     return lines
 
 
+def _batch_size_section(root: Path) -> List[str]:
+    table = root / 'validate' / 'results' / 'batch_size.md'
+    lines = ['## Batch size: NF, BatchNorm and GroupNorm + WS on real data', '']
+    if not table.is_file():
+        return lines + ['Not measured yet (`python -m validate batch-size`).', '']
+    return lines + [_relink(table.read_text(), table.parent, root).strip(), '']
+
+
 def render(root: Path = ROOT) -> str:
     entries = published.load_published()
     weights = {}
@@ -194,6 +202,7 @@ def render(root: Path = ROOT) -> str:
         f'[{r.stem}](validate/recipes/{r.name})' for r in recipes) + ' (`python train.py -c FILE --data-dir DIR`).\n\n'
     ) if recipes else ''
     lines += [_USE, _TRAIN.replace('{recipes}', recipe_text)]
+    lines += _batch_size_section(root)
     lines += _spp_section(root)
     lines += ['## Citation', '', '```bibtex', CITATION, '```', '']
     return '\n'.join(lines)

@@ -9,6 +9,7 @@ JOBS = {
     'imagenet': ('validate.imagenet', "validate registered pretrained tags with timm's validate.py"),
     'spp': ('validate.spp_findings', "regenerate and check the paper's signal-propagation findings"),
     'digits': ('validate.digits', 'NF against BatchNorm on real data (scikit-learn digits), and the stability sweep'),
+    'batch-size': ('validate.batch_size', 'NF, BatchNorm and GroupNorm+WS at batch sizes 2-128 on digits'),
     'benchmark': ('validate.benchmark', "throughput and memory against timm's NormFreeNet and BatchNorm peers"),
 }
 

@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 import timm
+import torch
 
 from .._atomic import atomic_path
 from .._command_line import (UsageError, check_model_name, check_output_file, command_main,
@@ -18,7 +19,8 @@ from .stats import BN_STATS, has_skipinit_gain, signal_propagation
 PROG = 'timm-nf spp'
 DESCRIPTION = ('Signal Propagation Plots (Brock, De & Smith 2021): per residual block, the average channel squared '
                'mean and variance of the block output and the variance at the end of the residual branch, for '
-               "timm_nf models and timm's ResNet, ResNetV2 and NormFreeNet.")
+               "timm_nf models and any timm model whose residual blocks follow timm's naming conventions "
+               '(stages/blocks, layerN, sN) or are named with --blocks.')
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--batch', type=positive_int, default=32, help='batch size (default 32)')
     p.add_argument('--img-size', type=positive_int, default=None,
                    help="image size (default: each model's input size)")
-    p.add_argument('--seed', type=int, default=0, help='seed of the Gaussian input (default 0)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the Gaussian input and, at initialisation, of the weights (default 0): the same '
+                        'command gives the same numbers. With --pretrained only the input depends on it. Recorded '
+                        'in the CSV (input_seed, init_seed)')
+    p.add_argument('--blocks', default=None, metavar='PATTERN',
+                   help="the block modules, for nets that timm's conventions miss: dot-separated module-name parts "
+                        "with shell wildcards, each matching one part (e.g. 'features.*', 'layers.*.blocks.*'); "
+                        'blocks with the same parent form a stage')
     p.add_argument('--skipinit-gain', type=finite_float, default=None, metavar='G',
                    help='set every SkipInit gain to G for the measurement (the model is restored afterwards). '
                         'dm_ family: the scalar per-block gain (init 0, which hides every residual branch; use 1 to '
@@ -74,6 +83,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _measure(name: str, args: argparse.Namespace) -> SPPResult:
     try:
+        torch.manual_seed(args.seed)  # the weights at initialisation: the same command, the same numbers
         model = timm.create_model(name, pretrained=args.pretrained)
     except Exception as e:  # offline hub, missing weights, ...: say which model and why
         raise ValueError(f'cannot create {name}{" with pretrained weights" if args.pretrained else ""}: {e}') from e
@@ -81,9 +91,11 @@ def _measure(name: str, args: argparse.Namespace) -> SPPResult:
     if gain is not None and not has_skipinit_gain(model):
         print(f'note: {name} has no SkipInit gain; --skipinit-gain is ignored for it', file=sys.stderr)
         gain = None
-    return signal_propagation(
+    result = signal_propagation(
         model, args.input, name=name, batch=args.batch, img_size=args.img_size, seed=args.seed, skipinit_gain=gain,
-        bn_stats=args.bn_stats, progress=False if args.no_progress else None)
+        bn_stats=args.bn_stats, progress=False if args.no_progress else None, blocks=args.blocks)
+    result.settings['init_seed'] = None if args.pretrained else args.seed
+    return result
 
 
 def _write(results: List[SPPResult], args: argparse.Namespace) -> None:
