@@ -1,14 +1,15 @@
-"""The shared Scaled-WS pass (WSGroup): same values and gradients, of every order, as each conv's own formula.
+"""Both eager standardisations give the plain formula's values and gradients, of every order.
 
-Each comparison runs a model twice on the same weights: with its WS convs grouped (the shared pass) and with the
-group detached, so that every conv applies the plain formula in autograd ops (the reference). A counter of
-`segment_reduce` calls proves the shared pass actually ran where it should. Gradients are compared in float64: the
+The shared pass (WSGroup, what GPUs run; switched on for the CPU here) and the per-conv hand-written backward (what
+the CPU runs) are each compared with the plain formula in autograd ops (`_plain_formula`), on the same weights.
+A counter of `segment_reduce` calls proves the shared pass actually ran where it should. Gradients are compared in float64: the
 standardisation's backward projects out the mean and the weight direction, and in float32 that cancellation leaves
 some conv gradients only a few digits right, in either implementation (measured: 10% apart in a whole-net float32
 comparison that agrees to 1e-14 in float64).
 """
 import contextlib
 import copy
+from unittest import mock
 
 import pytest
 import timm
@@ -19,21 +20,28 @@ from timm.layers import set_reentrant_ckpt
 from torch import nn
 
 from timm_nf.layers import WSConv2d, WSGroup
+from timm_nf.layers.ws_group import shared_pass_on
 from validate.op_count import KernelCounter as _OpCounter
+
+
+@pytest.fixture(autouse=True)
+def _gpu_path_on_the_cpu():
+    with shared_pass_on('cpu'):
+        yield
 
 
 @contextlib.contextmanager
 def _per_conv_formula(model: nn.Module):
-    """Detach every WS conv from its group for the duration: each then standardises its own weight."""
-    convs = [m for m in model.modules() if isinstance(m, WSConv2d)]
-    saved = [c._ws_group for c in convs]
-    for c in convs:
-        c._ws_group = None
-    try:
+    """The reference: every WS conv applies the plain formula in autograd ops, for the duration."""
+    with mock.patch.object(WSConv2d, '_eager_weight', lambda conv, x, out_gain: conv.standardized_weight(out_gain)):
         yield
-    finally:
-        for c, g in zip(convs, saved):
-            c._ws_group = g
+
+
+@contextlib.contextmanager
+def _cpu_path():
+    """What the CPU runs by default: no shared pass, each conv's hand-written backward."""
+    with mock.patch('timm_nf.layers.ws_conv.shared_pass_devices', lambda: frozenset()):
+        yield
 
 
 def _grads(model: nn.Module, loss_fn) -> dict:
@@ -104,12 +112,16 @@ def test_shared_pass_gradients_of_every_order_equal_the_formula(floor):
     with _OpCounter() as counter:
         shared = first_and_second_order()
     assert counter.ops['segment_reduce'] >= 2  # the shared pass ran
+    with _cpu_path(), _OpCounter() as counter:
+        hand_written = first_and_second_order()
+    assert counter.ops['segment_reduce'] == 0 and counter.ops['linalg_vector_norm'] == 4
     with _per_conv_formula(model), _OpCounter() as counter:
         plain = first_and_second_order()
-    assert counter.ops['segment_reduce'] == 0
-    for got, expected in zip(shared, plain):
-        for g, e in zip(got, expected):
-            assert rel_err(g, e) < 1e-10
+    assert counter.ops['segment_reduce'] == counter.ops['linalg_vector_norm'] == 0
+    for path in (shared, hand_written):
+        for got, expected in zip(path, plain):
+            for g, e in zip(got, expected):
+                assert rel_err(g, e) < 1e-10
 
 
 def test_shared_pass_passes_gradcheck():
@@ -143,13 +155,14 @@ def test_hessian_vector_product_of_a_dm_net_matches_the_formula():
         return torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, vector)), params)
 
     shared = hvp()
+    with _cpu_path():
+        hand_written = hvp()
     with _per_conv_formula(model):
         plain = hvp()
     names = [n for n, _ in model.named_parameters()]
-    for name, got, expected in zip(names, shared, plain):
-        assert rel_err(got, expected) < 1e-9, name
-    assert rel_err(shared[names.index('stages.0.0.skipinit_gain')], plain[names.index('stages.0.0.skipinit_gain')]) \
-        < 1e-9
+    for got_path in (shared, hand_written):
+        for name, got, expected in zip(names, got_path, plain):
+            assert rel_err(got, expected) < 1e-9, name
 
 
 @pytest.mark.parametrize('name,depths', [('nf_resnet26', (1, 2, 1, 1)), ('nf_regnet_b0', (1, 2, 1, 1))])

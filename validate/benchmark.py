@@ -23,7 +23,8 @@ GPU mode: batch 256 at 224 px, bf16 autocast, channels_last. Peak training memor
 over the timed training steps, counted as if the model were alone on the card; on the CPU the table gives instead the
 bytes autograd saves for backward in one training step (a deterministic proxy for activation memory).
 Kernel columns: kernel-launching ops per eager training step and per eval forward (validate/op_count.py), counted at
-batch 2 and 64 px with the run's device, autocast and memory format; compiled rows have none.
+batch 2 and 64 px with the run's device, autocast and memory format, and always with the GPU's one-pass weight
+standardisation (a CPU run times each conv's own standardisation, the faster one there); compiled rows have none.
 `--preset gpu`: nf_resnet50 and nf_regnet_b1 with timm eager and compiled, ours eager, fused and compiled (training),
 BatchNorm resnet50 and the floor; sized to finish within 8 minutes on one H100, compilation included.
 Writes validate/results/benchmark_<device>_<time>.json (card or CPU, versions, settings, load, the table, targets).
@@ -50,6 +51,7 @@ import timm_nf
 from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import UsageError, check_output_file, command_main, non_negative_int, positive_int
 from timm_nf.fusion import fuse
+from timm_nf.layers.ws_group import shared_pass_on
 from validate.op_count import eval_step_ops, train_step_ops
 
 PEERS = {'nf_resnet50': ('resnet50', 'resnetv2_50'), 'nf_regnet_b1': ('regnety_016', 'efficientnet_b1')}
@@ -235,13 +237,15 @@ def _saved_for_backward_bytes(row: Row, x, y, cfg: Settings) -> int:
 
 
 def _count_kernels(row: Row, cfg: Settings) -> None:
-    """Kernel-launching ops per step, on copies (the counted training step must not move the row's weights)."""
+    """Kernel-launching ops per step as a GPU runs it (our nets with their shared WS pass, also on a CPU run), on
+    copies: the counted training step must not move the row's weights."""
     if row.compiled:
         return
     settings = dict(amp_dtype=cfg.amp_dtype, channels_last=cfg.channels_last)
-    if row.train_model is not None:
-        row.train_ops = train_step_ops(copy.deepcopy(row.train_model), **settings).total
-    row.eval_ops = eval_step_ops(copy.deepcopy(row.infer_model), **settings).total
+    with shared_pass_on(cfg.device.type):
+        if row.train_model is not None:
+            row.train_ops = train_step_ops(copy.deepcopy(row.train_model), **settings).total
+        row.eval_ops = eval_step_ops(copy.deepcopy(row.infer_model), **settings).total
 
 
 # ---------------------------------------------------------------------------------------------- reporting
