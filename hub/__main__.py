@@ -1,17 +1,19 @@
-"""python -m hub publish|verify|card ...: dispatch to the command's main(argv) -> exit status."""
-import importlib
+"""`python -m hub publish|verify|card ...`: the maintainers' commands, in timm-nf's command-line convention."""
 import sys
 
-_COMMANDS = {'publish': 'hub.publish', 'verify': 'hub.verify', 'card': 'hub.model_card'}
+import timm_nf  # noqa: F401  registers the models, whatever the autoload hook's setting
+from timm_nf._command_line import dispatch
+
+COMMANDS = {
+    'publish': ('hub.publish', 'a train.py checkpoint -> a Hub repo folder (model.safetensors, config.json, '
+                               'README.md), uploaded unless --out'),
+    'verify': ('hub.verify', 'load published weights as a user would and compare them with the checkpoint'),
+    'card': ('hub.model_card', '(re)generate MODEL_CARD.md from the registry data'),
+}
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in _COMMANDS:
-        print(f'usage: python -m hub {{{",".join(_COMMANDS)}}} ...\n' + (sys.modules['hub'].__doc__ or ''))
-        return 0 if argv and argv[0] in ('-h', '--help') else 2
-    import timm_nf  # noqa: F401  registers the models, whatever the autoload hook's setting
-    return importlib.import_module(_COMMANDS[argv[0]]).main(argv[1:])
+    return dispatch('python -m hub', COMMANDS, argv, 'Publishing timm-nf weights on the Hugging Face Hub.')
 
 
 if __name__ == '__main__':

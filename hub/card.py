@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from timm_nf.checkpoint import TrainCheckpoint
 from timm_nf.models.variants import MODEL_CONFIGS
 
-from .checkpoint import TrainCheckpoint
 from .describe import CITATION, PAPER_URL, arch_summary, billions, family, millions
 from .names import RepoName
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List
 
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import check_output_file, command_main
 from timm_nf.models import published
 from timm_nf.models.config import NFConfig
 from timm_nf.models.variants import DATA_CONFIGS, MODEL_CONFIGS
@@ -58,8 +59,11 @@ _USE = """## Intended use and limits
   weights were trained by timm on ImageNet-1k (check ImageNet's terms of use for your application) and inherit
   its biases; they are not calibrated and not evaluated for robustness,
   fairness or out-of-distribution inputs.
-- NF nets are more sensitive to the learning rate than BatchNorm nets: large batches or learning rates need adaptive
-  gradient clipping (`--clip-grad 0.01 --clip-mode agc`, from the follow-up NFNet paper).
+- NF nets take smaller learning rates than BatchNorm nets: on the digits task in README.md (`python -m validate
+  digits`), the largest constant learning rate that still trained was 0.1 for the paper-exact NF-ResNet against 0.8
+  for a BatchNorm ResNet of the same shape. Do not add timm's adaptive gradient clipping (`--clip-mode agc`) to the
+  `dm_` nets: it bounds each update by 0.01 × max(‖w‖, 1e-3), so the zero-initialised scalar SkipInit gains move at
+  most 1e-5 per step and training stalls. The recipes below use no gradient clipping.
 - The big variants (b6-b8, resnet200/288) are defined but have no published weights; their GMACs at the paper's
   test sizes make CPU inference slow.
 """
@@ -67,13 +71,17 @@ _USE = """## Intended use and limits
 _TRAIN = """## Training with timm's train.py
 
 timm's scripts are not in the pip release: run them from a checkout of pytorch-image-models, and let train.py
-import timm-nf with `--device-modules timm_nf` (the timm-nf start-up hook also registers the models):
+import timm-nf with `--device-modules timm_nf` (the timm-nf start-up hook also registers the models). The paper's
+recipes are train.py configs; on 8 GPUs:
 
 ```bash
-python train.py --device-modules timm_nf --model dm_nf_regnet_b0 --data-dir /imagenet \\
-    --opt sgd --momentum 0.9 --lr 0.4 --weight-decay 5e-5 --sched cosine --warmup-epochs 5 \\
-    --smoothing 0.1 --drop 0.2 --drop-path 0.1 --clip-grad 0.01 --clip-mode agc --model-ema
+torchrun --nproc_per_node=8 train.py -c validate/recipes/dm_nf_regnet_b0.yaml --data-dir /imagenet
 ```
+
+Their learning rate (0.4, SGD with Nesterov momentum) is for a global batch of 1024 = `batch_size` × GPUs ×
+`grad_accum_steps`: with another number of GPUs change `batch_size` or `grad_accum_steps` to keep 1024, or scale the
+learning rate with the global batch (0.4 × batch / 1024): train.py's default batch of 128 on one GPU calls for
+`--lr 0.05`, and `--lr 0.4` there is 8 times the paper's rate.
 
 {recipes}Then publish the checkpoint and check that it loads back identically:
 
@@ -168,6 +176,14 @@ def _spp_section(root: Path) -> List[str]:
     return lines
 
 
+def _batch_size_section(root: Path) -> List[str]:
+    table = root / 'validate' / 'results' / 'batch_size.md'
+    lines = ['## Batch size: NF, BatchNorm and GroupNorm + WS on real data', '']
+    if not table.is_file():
+        return lines + ['Not measured yet (`python -m validate batch-size`).', '']
+    return lines + [_relink(table.read_text(), table.parent, root).strip(), '']
+
+
 def render(root: Path = ROOT) -> str:
     entries = published.load_published()
     weights = {}
@@ -186,17 +202,22 @@ def render(root: Path = ROOT) -> str:
         f'[{r.stem}](validate/recipes/{r.name})' for r in recipes) + ' (`python train.py -c FILE --data-dir DIR`).\n\n'
     ) if recipes else ''
     lines += [_USE, _TRAIN.replace('{recipes}', recipe_text)]
+    lines += _batch_size_section(root)
     lines += _spp_section(root)
     lines += ['## Citation', '', '```bibtex', CITATION, '```', '']
     return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m hub card', description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--check', action='store_true', help='exit 1 if MODEL_CARD.md is stale; write nothing')
     parser.add_argument('--out', default=str(MODEL_CARD), help='where to write (default: MODEL_CARD.md)')
-    opts = parser.parse_args(argv)
-    text, out = render(), Path(opts.out)
+
+
+def run(opts) -> int:
+    out = Path(opts.out)
+    if not opts.check:
+        check_output_file(opts.out, '--out', suffixes=('.md',))
+    text = render()
     if opts.check:
         if out.is_file() and out.read_text() == text:
             print(f'{out} is up to date')
@@ -206,3 +227,7 @@ def main(argv=None) -> int:
     write_text_atomic(out, text)
     print(f'wrote {out}')
     return 0
+
+
+def main(argv=None) -> int:
+    return command_main('python -m hub card', __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)

@@ -1,27 +1,34 @@
 """`python -m hub publish`: a train.py checkpoint → a Hub repo folder (model.safetensors, config.json, README.md).
 
-Order matters: names and the token are checked, the checkpoint is read and matched, and only then is anything written;
-the folder is built in a temporary sibling directory and renamed into place, so it is never half-written.
+Order matters: names, options, the output folder and the token are checked, the checkpoint is read and matched, and
+only then is anything written; the folder is built in a temporary sibling directory and renamed into place, so it is
+never half-written, and an existing folder is replaced only with --overwrite and only if this command wrote it.
 """
 import argparse
+import csv
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from timm.models import save_for_hf
 
+from timm_nf._command_line import UsageError, check_output_folder, command_main, fraction, positive_int
+from timm_nf.checkpoint import TrainCheckpoint, build_model, read_checkpoint
 from timm_nf.models.published import load_published, upsert_published
 
 from .card import hub_readme
-from .checkpoint import CheckpointError, TrainCheckpoint, build_model, read_checkpoint
 from .describe import sizes as data_sizes
 from .flops import params_and_macs
 from .names import RepoName, parse_repo_id
 from .results import read_results, rows_for
-from .upload import UploadError, check_token, upload
+from .upload import check_token, upload
+
+PROG = 'python -m hub publish'
+MIN_IMG_SIZE = 32  # every timm-nf net downsamples 32x
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / 'docs' / 'figures'
 # create_model kwargs a registered tag can carry through its pretrained cfg; anything else changes the architecture
@@ -31,8 +38,8 @@ _REGISTRY_CFG_KEYS = ('input_size', 'test_input_size', 'crop_pct', 'test_crop_pc
                       'mean', 'std', 'num_classes', 'pool_size', 'license')
 
 
-class PublishError(ValueError):
-    pass
+class PublishError(UsageError):
+    """Options that cannot be published together; the message says what to change."""
 
 
 def _data_config(checkpoint: TrainCheckpoint, test_img_size: Optional[int], test_crop_pct: Optional[float]):
@@ -56,10 +63,11 @@ def _dataset(checkpoint: TrainCheckpoint, num_classes: int, given: Optional[str]
 
 
 def _spp_figure(arch: str, figures_dir: Path) -> Optional[Path]:
-    """The NF-net SPP figure from timm_nf.spp closest to `arch`: naming it, else its kind, else any NF one."""
+    """The SPP figure of `arch`, else one of its kind (an NF-ResNet figure for an NF-ResNet); a RegNet card never
+    shows a ResNet figure. None when there is none."""
     figures = sorted(figures_dir.glob('spp_*.png')) if figures_dir.is_dir() else []
     kind = 'nf_regnet' if 'regnet' in arch else 'nf_resnet'
-    for wanted in (arch, kind, 'nf_'):
+    for wanted in (arch, kind):
         match = next((f for f in figures if wanted in f.stem), None)
         if match is not None:
             return match
@@ -83,15 +91,32 @@ def registry_entry(repo: RepoName, config: Dict[str, Any], metrics: Dict[str, An
     return {'tag': repo.model_tag, 'pretrained_cfg': cfg, 'metrics': metrics, 'provenance': provenance}
 
 
-def _build(folder: Path, repo: RepoName, checkpoint: TrainCheckpoint, opts) -> Dict[str, Any]:
+def _results(opts, repo: RepoName) -> List[Dict[str, str]]:
+    """The --results rows for this model, read and checked before anything is built."""
+    if not opts.results:
+        return []
+    try:
+        rows = rows_for(read_results(Path(opts.results)), [repo.arch, repo.model_tag, repo.repo_id])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PublishError(f'--results {opts.results} is not a readable CSV: {e}') from None
+    for row in rows:
+        for metric in ('top1', 'top5'):
+            try:
+                float(row.get(metric) or 0)
+            except ValueError:
+                raise PublishError(f'--results {opts.results}: {metric} of {row["model"]} is {row[metric]!r}, '
+                                   f'expected a number') from None
+    return rows
+
+
+def _build(folder: Path, repo: RepoName, checkpoint: TrainCheckpoint, results: List[Dict[str, str]],
+           opts) -> Dict[str, Any]:
     model = build_model(checkpoint)
     save_for_hf(model, folder, safe_serialization=True,
                 data_config=_data_config(checkpoint, opts.test_img_size, opts.test_crop_pct))
     config = json.loads((folder / 'config.json').read_text())
     size = data_sizes(config['pretrained_cfg'])
     params, macs = params_and_macs(repo.arch, set(size.values()), **checkpoint.model_args)
-    results = rows_for(read_results(Path(opts.results)), [repo.arch, repo.model_tag, repo.repo_id]) \
-        if opts.results else []
     figure = _spp_figure(repo.arch, Path(opts.figures_dir))
     if figure is not None:
         shutil.copy2(figure, folder / figure.name)
@@ -115,9 +140,13 @@ def _move_into_place(built: Path, out: Path) -> None:
     if not out.exists():
         built.rename(out)
         return
-    old = out.with_name(f'.{out.name}.old')
+    old = out.with_name(f'.{out.name}.old-{uuid.uuid4().hex[:8]}')  # a fresh name: a stale one cannot block it
     out.rename(old)  # two renames: `out` is missing for an instant, never half-written
-    built.rename(out)
+    try:
+        built.rename(out)
+    except OSError:
+        old.rename(out)  # the previous folder comes back
+        raise
     shutil.rmtree(old)
 
 
@@ -130,12 +159,21 @@ def _register(repo: RepoName, checkpoint: TrainCheckpoint, built: Dict[str, Any]
     print(f'{"updated" if replaced else "registered"} {repo.model_tag} in the published weights registry')
 
 
+def _check_options(opts) -> None:
+    if opts.test_img_size is not None and opts.test_img_size < MIN_IMG_SIZE:
+        raise PublishError(f'--test-img-size {opts.test_img_size} is too small: expected {MIN_IMG_SIZE} px or more '
+                           f'(the nets downsample {MIN_IMG_SIZE}x)')
+    if opts.results and not Path(opts.results).is_file():
+        raise PublishError(f'--results {opts.results} not found: expected a CSV written by `python -m validate`')
+    if opts.out:
+        check_output_folder(opts.out, '--out', replace=opts.overwrite, marker='config.json')
+
+
 def publish(opts) -> Path:
     """Build (and upload / register) the repo folder; returns the folder path (a temporary one is removed)."""
     repo = parse_repo_id(opts.repo_id, arch=opts.model)
+    _check_options(opts)
     out = Path(opts.out) if opts.out else None
-    if out is not None and out.exists() and not opts.overwrite:
-        raise PublishError(f'{out} exists: pass --overwrite to replace it')
     if out is None:
         check_token(repo)
     checkpoint = read_checkpoint(opts.checkpoint, use_ema=not opts.no_ema, arch=repo.arch)
@@ -146,12 +184,15 @@ def publish(opts) -> Path:
                            f'{repo.arch} (a tag carries no model args): publish with --no-register and load them '
                            f"with create_model('hf-hub:{repo.repo_id}')")
     if register:
-        load_published(Path(opts.registry) if opts.registry else None)  # a broken registry fails before any write
-    parent = (out.parent if out is not None else Path(tempfile.gettempdir()))
-    parent.mkdir(parents=True, exist_ok=True)
+        try:  # a broken registry fails before any write
+            load_published(Path(opts.registry) if opts.registry else None)
+        except (OSError, ValueError) as e:
+            raise PublishError(f'the published weights registry cannot be updated: {e}') from None
+    results = _results(opts, repo)
+    parent = out.absolute().parent if out is not None else Path(tempfile.gettempdir())
     building = Path(tempfile.mkdtemp(prefix=f'.{repo.model_tag}.', dir=parent))
     try:
-        built = _build(building, repo, checkpoint, opts)
+        built = _build(building, repo, checkpoint, results, opts)
         if out is not None:
             _readable(building)
             _move_into_place(building, out)
@@ -172,12 +213,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--repo-id', required=True, help='ORG/ARCH.TAG, e.g. myorg/dm_nf_regnet_b1.my_in1k')
     parser.add_argument('--model', help='architecture, checked against the repo name (which names it anyway)')
     parser.add_argument('--out', help='write the repo folder here and do not upload')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out folder')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing --out folder (only one that this command wrote)')
     parser.add_argument('--no-ema', action='store_true', help="publish the raw weights, not train.py's EMA ones")
     parser.add_argument('--results', help='a validate/ results CSV; rows for this model go into the card')
     parser.add_argument('--dataset', help='Hub dataset id for the card (default: from the checkpoint args)')
-    parser.add_argument('--test-img-size', type=int, help='recommended test image size for the config')
-    parser.add_argument('--test-crop-pct', type=float, help='recommended test crop for the config')
+    parser.add_argument('--test-img-size', type=positive_int,
+                        help=f'recommended test image size for the config ({MIN_IMG_SIZE} px or more)')
+    parser.add_argument('--test-crop-pct', type=fraction, help='recommended test crop for the config, in (0, 1]')
     parser.add_argument('--figures-dir', default=str(FIGURES_DIR), help='where the spp_*.png figures are')
     parser.add_argument('--register', dest='register', action='store_true', default=None,
                         help='add the tag to timm_nf/published_weights.json (default: only after an upload)')
@@ -187,14 +230,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--private', action='store_true', help='create the Hub repo private')
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m hub publish', description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    opts = parser.parse_args(argv)
-    try:
-        folder = publish(opts)
-    except (PublishError, CheckpointError, UploadError, ValueError) as e:
-        print(f'error: {e}')
-        return 2
+def run(opts) -> int:
+    folder = publish(opts)
     print(f'published {folder}')
     return 0
+
+
+def main(argv=None) -> int:
+    return command_main(PROG, __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)

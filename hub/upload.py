@@ -3,17 +3,37 @@
 The token comes from huggingface_hub's usual places (HF_TOKEN, then `hf auth login`'s file); it is only ever
 passed to huggingface_hub, never written anywhere.
 """
+import importlib
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
+from timm_nf._command_line import UsageError
+
 from .names import RepoName
 
 
-class UploadError(RuntimeError):
-    """The upload cannot happen: no token, a rejected token, or no right to write to the namespace."""
+class UploadError(UsageError):
+    """The upload cannot happen: no token, a rejected token, no network, or no right to write to the namespace."""
+
+
+def network_errors() -> Tuple[type, ...]:
+    """What huggingface_hub raises when the Hub cannot be reached: the HTTP client's transport errors, and OSError
+    (requests' errors before huggingface_hub 1.0, OfflineModeIsEnabled, 'not in the local cache')."""
+    errors = [OSError]
+    for http_client in ('httpx', 'httpx2'):  # huggingface_hub 1.x uses httpx, 2.x its fork httpx2
+        try:
+            errors.append(importlib.import_module(http_client).TransportError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_token(repo: RepoName, token: Optional[str] = None) -> str:
@@ -25,8 +45,11 @@ def check_token(repo: RepoName, token: Optional[str] = None) -> str:
                           '(nothing was uploaded; use --out DIR to build the folder without uploading)') from None
     except HfHubHTTPError as e:
         status = getattr(e.response, 'status_code', None)
-        raise UploadError(f'the Hub rejected the token (HTTP {status}): {str(e).splitlines()[0]} '
+        raise UploadError(f'the Hub rejected the token (HTTP {status}): {_first_line(e)} '
                           f'(nothing was uploaded)') from None
+    except network_errors() as e:
+        raise UploadError(f'cannot reach the Hub to check the token: {_first_line(e)} (nothing was built or '
+                          f'uploaded; use --out DIR to build the folder offline)') from None
     namespaces = {info.get('name')} | {org.get('name') for org in info.get('orgs', [])}
     if repo.org not in namespaces:
         raise UploadError(f'the token belongs to {info.get("name")!r}, who cannot write to {repo.org!r} '
@@ -36,7 +59,12 @@ def check_token(repo: RepoName, token: Optional[str] = None) -> str:
 
 def upload(folder: Path, repo: RepoName, token: Optional[str] = None, private: bool = False,
            commit_message: Optional[str] = None) -> CommitInfo:
+    """One commit; UploadError if the network or the Hub fails on the way (the upload is then not committed)."""
     api = HfApi(token=token, library_name='timm')
-    api.create_repo(repo.repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder),
-                             commit_message=commit_message or f'Add {repo.model_tag} (timm-nf)')
+    try:
+        api.create_repo(repo.repo_id, private=private, exist_ok=True)
+        return api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder),
+                                 commit_message=commit_message or f'Add {repo.model_tag} (timm-nf)')
+    except (HfHubHTTPError,) + network_errors() as e:
+        raise UploadError(f'the upload to {repo.repo_id} failed: {_first_line(e)} (nothing was committed; the '
+                          f'registry was not changed)') from None

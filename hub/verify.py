@@ -1,8 +1,9 @@
 """`python -m hub verify SOURCE --checkpoint CKPT`: load published weights exactly as a user would and compare them
-with the training checkpoint: architecture, every tensor's checksum, logits on a fixed input. Exit 1 on a mismatch.
+with the training checkpoint: architecture, every tensor's checksum, logits on a fixed input.
 
 SOURCE is what a user passes to timm.create_model: 'hf-hub:ORG/ARCH.TAG', 'local-dir:/path' (a plain folder path
-is taken as local-dir), or a registered 'ARCH.TAG'.
+is taken as local-dir), or a registered 'ARCH.TAG'. Exit status 1 when a check fails (corrupt published weights
+included), 2 for bad input (a missing folder, an unknown tag, an unreadable checkpoint, no network).
 """
 import argparse
 import hashlib
@@ -13,11 +14,17 @@ import torch
 import timm
 from safetensors import SafetensorError
 
-from .checkpoint import CheckpointError, build_model, read_checkpoint, read_safetensors, state_dict_mismatch
+from timm_nf._command_line import UsageError, command_main, positive_int
+from timm_nf.checkpoint import (CheckpointError, build_model, checkpoint_file, read_checkpoint, read_safetensors,
+                                state_dict_mismatch)
+
+from .upload import network_errors
+
+PROG = 'python -m hub verify'
 
 
 class VerifyError(RuntimeError):
-    pass
+    """The published weights are there but broken: a failed check, not bad input."""
 
 
 def tensor_checksum(tensor: torch.Tensor) -> str:
@@ -30,8 +37,16 @@ def fixed_input(channels: int, size: int, batch: int = 2) -> torch.Tensor:
 
 
 def _source(source: str) -> str:
-    if ':' not in source and Path(source).is_dir():
+    """SOURCE as timm takes it; UsageError for a folder that is not there or a name timm does not know."""
+    if source.startswith(('hf-hub:', 'local-dir:')):
+        return source
+    if Path(source).is_dir():
         return f'local-dir:{Path(source).resolve()}'
+    arch, dot, _ = source.partition('.')
+    if not dot or '/' in source or not timm.is_model(arch):
+        raise UsageError(f'{source!r} is neither a folder nor a registered ARCH.TAG: expected a folder written by '
+                         f"`python -m hub publish`, 'local-dir:PATH', 'hf-hub:ORG/ARCH.TAG' or e.g. "
+                         f"'dm_nf_regnet_b1.my_in1k'")
     return source
 
 
@@ -39,14 +54,24 @@ def load_published(source: str) -> torch.nn.Module:
     """timm.create_model(source, pretrained=True), with a clear error for unreadable weight files."""
     if source.startswith('local-dir:'):
         folder = Path(source.split(':', 1)[1])
+        if not folder.is_dir():
+            raise UsageError(f'folder {folder} not found: expected a folder written by `python -m hub publish`')
         if not (folder / 'config.json').is_file():
-            raise VerifyError(f'{folder} has no config.json: expected a folder written by `python -m hub publish`')
+            raise UsageError(f'{folder} has no config.json: expected a folder written by `python -m hub publish`')
         if (folder / 'model.safetensors').is_file():
-            read_safetensors(folder / 'model.safetensors')  # a truncated file is named here, not deep in timm
+            try:  # a truncated file is named here, not deep in timm
+                read_safetensors(folder / 'model.safetensors')
+            except CheckpointError as e:
+                raise VerifyError(f'the published {e}') from None
     try:
         return timm.create_model(source, pretrained=True).eval()
     except SafetensorError as e:
         raise VerifyError(f'the published model.safetensors of {source} is truncated or corrupt: {e}') from None
+    except RuntimeError as e:  # timm: "Invalid pretrained tag (x) for arch", "Unknown model (x)"
+        raise UsageError(f'{source}: {e}') from None
+    except network_errors() as e:  # no network, offline mode, not in the local cache
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f'cannot download {source}: {text}') from None
 
 
 def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: int, atol: float
@@ -80,26 +105,33 @@ def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: in
 def verify(source: str, checkpoint_path: str, use_ema: bool = True, img_size: int = 0, atol: float = 1e-5
            ) -> List[Tuple[bool, str, str]]:
     source = _source(source)
+    checkpoint_file(checkpoint_path)  # a missing or unreadable checkpoint fails before any download
     published = load_published(source)
     checkpoint = read_checkpoint(checkpoint_path, use_ema=use_ema, arch=published.pretrained_cfg.get('architecture'))
     reference = build_model(checkpoint)
     return compare(published, reference, img_size or published.pretrained_cfg['input_size'][-1], atol)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m hub verify', description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('source', help="'hf-hub:ORG/ARCH.TAG', 'local-dir:PATH' / a folder, or 'ARCH.TAG'")
     parser.add_argument('--checkpoint', required=True, help='the train.py checkpoint the weights came from')
     parser.add_argument('--no-ema', action='store_true', help='compare with the raw weights, not the EMA ones')
-    parser.add_argument('--img-size', type=int, default=0, help='input size for the logits (default: the config)')
+    parser.add_argument('--img-size', type=positive_int, default=None,
+                        help='input size for the logits (default: the config)')
     parser.add_argument('--atol', type=float, default=1e-5, help='largest allowed logit difference')
-    opts = parser.parse_args(argv)
+
+
+def run(opts) -> int:
     try:
-        checks = verify(opts.source, opts.checkpoint, not opts.no_ema, opts.img_size, opts.atol)
-    except (VerifyError, CheckpointError) as e:
+        checks = verify(opts.source, opts.checkpoint, not opts.no_ema, opts.img_size or 0, opts.atol)
+    except VerifyError as e:
         print(f'FAIL  {opts.source}: {e}')
         return 1
     print(f'verify {opts.source} against {opts.checkpoint}')
     for passed, name, detail in checks:
         print(f'{"PASS" if passed else "FAIL"}  {name}: {detail}')
     return 0 if all(passed for passed, _, _ in checks) else 1
+
+
+def main(argv=None) -> int:
+    return command_main(PROG, __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)

@@ -119,4 +119,4 @@ def test_unsupported_timm_warns_once_registers_nothing_and_leaves_timm_working(t
     out = _python(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ['False timm.models.nfnet 3', 'explicit import: UnsupportedVersions']
-    assert out.stderr.count('timm-nf supports timm >= 1.0.21 with torch >= 2.4, found timm 1.0.20 with torch') == 1
+    assert out.stderr.count('timm-nf supports timm >= 1.0.21 with torch >= 2.5, found timm 1.0.20 with torch') == 1

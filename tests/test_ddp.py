@@ -65,14 +65,19 @@ def _check_model(name: str, rank: int) -> str:
     return ''
 
 
-def _worker(rank: int, store: str, names, out_dir: str) -> None:
+def _worker(rank: int, store: str, names, out_dir: str, shared_pass: bool = False) -> None:
+    import contextlib
+
     import torch.distributed as dist
+
+    from timm_nf.layers.ws_group import shared_pass_on
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=WORLD)
     failures = {}
     for name in names:
         try:
-            message = _check_model(name, rank)
+            with shared_pass_on('cpu') if shared_pass else contextlib.nullcontext():
+                message = _check_model(name, rank)
         except Exception:
             message = traceback.format_exc(limit=3)
         if message:
@@ -83,17 +88,26 @@ def _worker(rank: int, store: str, names, out_dir: str) -> None:
         json.dump({'checked': list(names), 'failures': failures}, f)
 
 
-def test_every_model_trains_under_ddp_with_identical_gradients(tmp_path):
+def _spawn(tmp_path, names, shared_pass: bool) -> None:
     import torch.multiprocessing as mp
-    from timm_nf import MODEL_CONFIGS
-
-    names = sorted(MODEL_CONFIGS)
-    assert any(n.startswith('dm_nf_resnet') for n in names) and any(n.startswith('nf_regnet') for n in names)
-    mp.spawn(_worker, args=(str(tmp_path / 'store'), names, str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / 'store'), names, str(tmp_path), shared_pass), nprocs=WORLD, join=True)
     for rank in range(WORLD):
         report = json.loads((tmp_path / f'rank{rank}.json').read_text())
         assert report['checked'] == names
         assert report['failures'] == {}, f'rank {rank}: {report["failures"]}'
+
+
+def test_every_model_trains_under_ddp_with_identical_gradients(tmp_path):
+    from timm_nf import MODEL_CONFIGS
+
+    names = sorted(MODEL_CONFIGS)
+    assert any(n.startswith('dm_nf_resnet') for n in names) and any(n.startswith('nf_regnet') for n in names)
+    _spawn(tmp_path, names, shared_pass=False)
+
+
+def test_the_gpu_path_shared_ws_pass_under_ddp(tmp_path):
+    """The one-pass standardisation GPUs use, run here on the CPU: every parameter reduced, without find_unused."""
+    _spawn(tmp_path, ['dm_nf_regnet_b1', 'dm_nf_resnet50', 'nf_regnet_b0', 'nf_resnet26'], shared_pass=True)
 
 
 if __name__ == '__main__':

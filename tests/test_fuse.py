@@ -185,7 +185,7 @@ def test_cli_writes_loadable_fused_weights(tmp_path, capsys):
 def test_cli_bad_input_leaves_nothing(tmp_path, capsys):
     out = str(tmp_path / 'x.safetensors')
     code, err = _cli(capsys, 'no_such_model', '-o', out)
-    assert code == 2 and 'Unknown model' in err
+    assert code == 2 and "unknown model 'no_such_model'" in err
     code, err = _cli(capsys, 'resnet18', '-o', out)
     assert code == 2 and 'NormFreeNet' in err
     code, err = _cli(capsys, 'nf_resnet26', '--checkpoint', str(tmp_path / 'missing.pth'), '-o', out)

@@ -24,9 +24,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hub.publish
 import hub.upload
-from hub.checkpoint import read_checkpoint
+import timm_nf._atomic
 from hub.flops import params_and_macs
 from hub.verify import fixed_input
+from timm_nf.checkpoint import read_checkpoint
 from timm_nf.models.published import PUBLISHED_WEIGHTS_FILE, load_published, upsert_published
 
 from helpers import perturb_
@@ -90,7 +91,7 @@ def published(work, checkpoint, registry):
 
 
 def _reference(checkpoint: Path, use_ema: bool = True) -> torch.nn.Module:
-    from hub.checkpoint import build_model
+    from timm_nf.checkpoint import build_model
     return build_model(read_checkpoint(checkpoint, use_ema=use_ema))
 
 
@@ -114,9 +115,8 @@ def test_publish_writes_a_timm_hub_folder(published, checkpoint, registry):
     params, macs = params_and_macs(ARCH, [64], num_classes=10)
     assert f'**Params (M):** {params / 1e6:.2f}' in readme and f'{macs[64] / 1e9:.2f}' in readme
     assert '| lr | `0.01` |' in readme and 'state_dict_ema' in readme and f"'hf-hub:{REPO}'" in readme
-    figures = sorted((ROOT / 'docs' / 'figures').glob('spp_nf_*.png'))
-    if figures:  # made by timm_nf.spp; copied and shown when present
-        assert (published / figures[0].name).is_file() and f']({figures[0].name})' in readme
+    # the repository's SPP figures are of ResNets: a RegNet card shows none of them
+    assert not list(published.glob('spp_*')) and '](spp_' not in readme
 
     # validation results: a table, the Hub's model-index, and the registry's metrics
     assert '| dm_nf_regnet_b0.test | 64 | 0.875 | 61.25 | 97.5 | results.csv |' in readme and '| other |' not in readme
@@ -127,11 +127,20 @@ def test_publish_writes_a_timm_hub_folder(published, checkpoint, registry):
     assert {e['tag'] for e in load_published()} == {e['tag'] for e in load_published(registry)} - {f'{ARCH}.test'}
 
 
+def test_a_card_shows_the_spp_figure_of_its_own_kind(tmp_path):
+    for name in ('spp_nf_resnet600.png', 'spp_resnet50_flavours.png'):
+        (tmp_path / name).write_bytes(b'png')
+    assert hub.publish._spp_figure('dm_nf_resnet101', tmp_path).name == 'spp_nf_resnet600.png'
+    assert hub.publish._spp_figure('nf_regnet_b1', tmp_path) is None  # never a ResNet's figure instead
+    (tmp_path / 'spp_nf_regnet_b0.png').write_bytes(b'png')
+    assert hub.publish._spp_figure('dm_nf_regnet_b3', tmp_path).name == 'spp_nf_regnet_b0.png'
+
+
 def test_no_ema_publishes_the_raw_weights_and_overwrite_is_explicit(work, published, checkpoint, capsys):
     out = work / 'raw'
     shutil.copytree(published, out)
     assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--no-ema') == 2
-    assert 'pass --overwrite' in capsys.readouterr().out
+    assert 'pass --overwrite' in capsys.readouterr().err
     assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--no-ema', '--overwrite') == 0
     tensors, raw = safetensors.torch.load_file(out / 'model.safetensors'), _weights(1)
     assert all(torch.equal(tensors[k], raw[k]) for k in raw)
@@ -272,21 +281,21 @@ def test_architecture_override_round_trip_and_no_tag(work):
 def test_rejected_repo_ids_write_nothing(work, checkpoint, registry, repo_id, capsys):
     before, out = registry.read_text(), work / 'rejected'
     assert _publish(checkpoint, '--repo-id', repo_id, '--out', out, '--register', '--registry', registry) == 2
-    assert 'error:' in capsys.readouterr().out
+    assert capsys.readouterr().err.startswith("python -m hub publish: error: ")
     assert not out.exists() and not list(work.glob('.*')) and registry.read_text() == before
 
 
 def test_command_line_dispatch(capsys):
     from hub.__main__ import main
-    assert main([]) == 2 and 'python -m hub publish' in capsys.readouterr().out
+    assert main([]) == 2 and 'no command given: expected one of publish, verify, card' in capsys.readouterr().err
     assert main(['publish', 'x.pth.tar', '--repo-id', 'acme/nope']) == 2
-    assert "repo name 'nope' must be ARCH.TAG" in capsys.readouterr().out
+    assert "repo name 'nope' must be ARCH.TAG" in capsys.readouterr().err
 
 
 def test_other_architecture_names_the_mismatched_keys(work, checkpoint, capsys):
     out = work / 'other_arch'
     assert _publish(checkpoint, '--repo-id', 'acme/nf_regnet_b0.test', '--out', out) == 2
-    message = capsys.readouterr().out
+    message = capsys.readouterr().err
     assert 'unexpected keys' in message and 'skipinit_gain' in message  # dm_ blocks have a scalar gain
     assert 'shape mismatches' in message and not out.exists()
 
@@ -300,7 +309,7 @@ def test_corrupt_weights_are_reported(work, published, checkpoint, capsys):
     assert verify([str(truncated), '--checkpoint', str(checkpoint)]) == 1
     assert 'truncated or corrupt' in capsys.readouterr().out
     assert _publish(truncated / 'model.safetensors', '--repo-id', REPO, '--out', work / 'from_bad') == 2
-    assert 'truncated or corrupt' in capsys.readouterr().out and not (work / 'from_bad').exists()
+    assert 'truncated or corrupt' in capsys.readouterr().err and not (work / 'from_bad').exists()
 
     flipped = work / 'flipped'  # the header is fine, one weight is not: only the checksums can tell
     shutil.copytree(published, flipped)
@@ -309,6 +318,80 @@ def test_corrupt_weights_are_reported(work, published, checkpoint, capsys):
     (flipped / 'model.safetensors').write_bytes(bytes(raw))
     assert verify([str(flipped), '--checkpoint', str(checkpoint)]) == 1
     assert 'FAIL  tensor checksums: 1 tensors differ' in capsys.readouterr().out
+
+
+def _error_line(capsys, prog='python -m hub publish') -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number of 1 or more, got -5'),
+    (['--test-img-size', '8'], '--test-img-size 8 is too small: expected 32 px or more'),
+    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a number in (0, 1], got '1.5'"),
+    (['--results', '{work}/no_results.csv'], 'no_results.csv not found'),
+])
+def test_bad_options_stop_before_anything_is_built(work, checkpoint, capsys, flags, message):
+    out = work / 'bad_options'
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, *[f.format(work=work) for f in flags]) == 2
+    assert message in _error_line(capsys) and not out.exists() and not list(work.glob('.*'))
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty (0 bytes)'),
+    (b'i\n', "is a text file (it starts with 'i')"),  # torch.load says KeyError: 105
+    (b'PK\x03\x04 not really a zip', 'is not a readable PyTorch checkpoint (truncated or corrupt?)'),
+])
+def test_unreadable_checkpoints_are_one_line(work, published, capsys, content, message):
+    bad, out = work / 'bad.pth.tar', work / 'from_unreadable'
+    bad.write_bytes(content)
+    assert _publish(bad, '--repo-id', REPO, '--out', out) == 2
+    assert message in _error_line(capsys) and not out.exists()
+    from hub.verify import main as verify
+    assert verify([str(published), '--checkpoint', str(bad)]) == 2
+    assert message in _error_line(capsys, 'python -m hub verify')
+
+
+def test_out_is_only_ever_a_folder_this_command_wrote(work, published, checkpoint, capsys):
+    afile = work / 'afile'
+    afile.write_text('my notes')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', afile, '--overwrite') == 2
+    assert 'is a file: expected a folder' in _error_line(capsys) and afile.read_text() == 'my notes'
+    mine = work / 'my_folder'
+    mine.mkdir()
+    (mine / 'thesis.tex').write_text('years of work')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', mine, '--overwrite') == 2
+    assert 'holds other files and no config.json' in _error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ['thesis.tex']
+    assert not list(work.glob('.*'))
+
+
+def test_a_stale_backup_folder_does_not_block_overwrite(work, published, checkpoint):
+    out = work / 'again'
+    shutil.copytree(published, out)
+    stale = work / '.again.old'  # left by an interrupted run of an earlier version
+    stale.mkdir()
+    (stale / 'config.json').write_text('{}')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--overwrite') == 0
+    assert (out / 'model.safetensors').is_file() and sorted(p.name for p in work.glob('.*')) == ['.again.old']
+    shutil.rmtree(stale)
+
+
+def test_verify_bad_sources_are_one_line(work, checkpoint, capsys, monkeypatch):
+    from hub.verify import main as verify
+    for source, message in ((str(work / 'missing_folder'), 'is neither a folder nor a registered ARCH.TAG'),
+                            (f'local-dir:{work / "missing_folder"}', 'not found: expected a folder written by'),
+                            (f'{ARCH}.no_such_tag', f'Invalid pretrained tag (no_such_tag) for {ARCH}'),
+                            (str(checkpoint.parent), 'has no config.json')):
+        assert verify([source, '--checkpoint', str(checkpoint)]) == 2
+        assert message in _error_line(capsys, 'python -m hub verify')
+    import huggingface_hub.constants  # no network and nothing in the cache: huggingface_hub's offline mode
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(work / 'empty_hf_cache'))
+    assert verify([f'hf-hub:{REPO}', '--checkpoint', str(checkpoint)]) == 2
+    assert f'cannot download hf-hub:{REPO}' in _error_line(capsys, 'python -m hub verify')
 
 
 # --- uploading: the token is checked first and never written ----------------------------------------------
@@ -357,7 +440,7 @@ def fake_hub(monkeypatch, tmp_path):
 def test_missing_token_stops_before_upload(fake_hub, checkpoint, registry, capsys):
     before = registry.read_text()
     assert _publish(checkpoint, '--repo-id', REPO, '--registry', registry) == 2
-    assert 'no Hugging Face token' in capsys.readouterr().out
+    assert 'no Hugging Face token' in capsys.readouterr().err
     assert fake_hub == [] and registry.read_text() == before
 
 
@@ -371,9 +454,23 @@ def test_unusable_token_stops_before_upload(fake_hub, monkeypatch, checkpoint, r
     monkeypatch.setattr(_FakeHub, 'body', body)
     before = registry.read_text()
     assert _publish(checkpoint, '--repo-id', REPO, '--registry', registry) == 2
-    out = capsys.readouterr().out
-    assert expected in out and FAKE_TOKEN not in out
+    captured = capsys.readouterr()
+    assert expected in captured.err and FAKE_TOKEN not in captured.out + captured.err
     assert '/api/whoami-v2' in _FakeHub.requests and fake_hub == [] and registry.read_text() == before
+
+
+def test_no_network_is_one_line(fake_hub, monkeypatch, checkpoint, registry, capsys):
+    import huggingface_hub.constants
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', f'http://127.0.0.1:{port}')
+    monkeypatch.setenv('HF_TOKEN', FAKE_TOKEN)
+    before = registry.read_text()
+    assert _publish(checkpoint, '--repo-id', REPO, '--registry', registry) == 2
+    line = _error_line(capsys)
+    assert 'cannot reach the Hub to check the token' in line and FAKE_TOKEN not in line
+    assert fake_hub == [] and registry.read_text() == before
 
 
 def test_upload_is_one_commit_and_carries_no_token(fake_hub, monkeypatch, work, checkpoint, capsys):
@@ -387,13 +484,14 @@ def test_upload_is_one_commit_and_carries_no_token(fake_hub, monkeypatch, work, 
     files = fake_hub[0]['files']
     assert {'model.safetensors', 'config.json', 'README.md'} <= set(files) and 'pytorch_model.bin' not in files
     assert all(FAKE_TOKEN.encode() not in data for data in files.values())
-    assert FAKE_TOKEN not in registry.read_text() and FAKE_TOKEN not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert FAKE_TOKEN not in registry.read_text() and FAKE_TOKEN not in captured.out + captured.err
     assert any(e['tag'] == f'{ARCH}.test' for e in load_published(registry))  # registered after the upload
 
 
 # --- the registry file and the MAC counter -----------------------------------------------------------------
 
-def test_registry_writer_validates_and_replaces_in_place(tmp_path):
+def test_registry_writer_validates_and_replaces_in_place(tmp_path, monkeypatch):
     registry = tmp_path / 'published.json'
     shutil.copy(PUBLISHED_WEIGHTS_FILE, registry)
     entry = dict(tag=f'{ARCH}.x', pretrained_cfg=dict(hf_hub_id='acme/x'), metrics={}, provenance='test')
@@ -406,7 +504,16 @@ def test_registry_writer_validates_and_replaces_in_place(tmp_path):
         upsert_published({**entry, 'pretrained_cfg': dict(hf_hub_id='acme/x', img_size=3)}, registry)
     with pytest.raises(ValueError, match='names no weights'):
         upsert_published({**entry, 'pretrained_cfg': dict(num_classes=3)}, registry)
-    assert registry.read_text() == before and not list(tmp_path.glob('.published_weights.*'))
+    assert registry.read_text() == before
+
+    def disk_full(src, dst):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(timm_nf._atomic.os, 'replace', disk_full)  # the write itself fails, after the temp file
+    with pytest.raises(OSError, match='No space left'):
+        upsert_published({**entry, 'provenance': 'lost'}, registry)
+    assert registry.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['published.json']  # no temporary file left behind
 
 
 @pytest.mark.parametrize('name', ['dm_nf_regnet_b0', 'nf_regnet_b0', 'dm_nf_resnet50', 'nf_resnet26'])

@@ -29,7 +29,7 @@ def test_tags_matching_a_pattern_are_ours_with_weights():
 def test_sizes_references_and_gmacs():
     assert imagenet.eval_sizes('nf_resnet50.ra2_in1k') == {'train': 256, 'test': 288}
     assert imagenet.reference_top1()['nf_regnet_b1.ra2_in1k'] == {256: 78.71, 288: 79.368}
-    # paper-spec.md §3.1 (derived from the reference structure): NF-ResNet-50 at 224 px is 4.09 GMACs
+    # derived from the reference structure (DeepMind's nf_resnet.py): NF-ResNet-50 at 224 px is 4.09 GMACs
     assert imagenet.gmacs('dm_nf_resnet50', 224) == pytest.approx(4.09, abs=0.005)
     # MACs grow with the pixel count
     assert imagenet.gmacs('nf_regnet_b1', 288) / imagenet.gmacs('nf_regnet_b1', 256) == pytest.approx(

@@ -80,7 +80,7 @@ def test_folder_and_no_arguments(tmp_path, capsys):
     assert run.main([str(tmp_path)]) == 2
     assert 'is a folder' in capsys.readouterr().err
     assert run.main([]) == 2
-    assert 'usage: timm-nf run SCRIPT' in capsys.readouterr().err
+    assert 'timm-nf run: error: the following arguments are required: SCRIPT' in capsys.readouterr().err
 
 
 def test_bare_name_is_found_in_timm_scripts_dir(probe, tmp_path, monkeypatch):

@@ -135,7 +135,7 @@ def test_resnet_families_give_the_block_output_statistics():
     assert all(r.avg_var > 0 and r.avg_sq_mean >= 0 for r in v2.rows + v1.rows)
     with pytest.raises(ValueError, match='no SkipInit gain'):
         signal_propagation(timm.create_model('resnet18'), batch=2, img_size=64, skipinit_gain=1.0)
-    with pytest.raises(ValueError, match='support'):
+    with pytest.raises(ValueError, match='--blocks PATTERN'):
         signal_propagation(torch.nn.Conv2d(3, 3, 1), torch.randn(1, 3, 8, 8))
 
 
@@ -153,7 +153,8 @@ def test_csv_and_json_outputs(tmp_path):
     rows = list(csv.DictReader(io.StringIO(write_csv([result, result], str(tmp_path / 'spp.csv')))))
     assert len(rows) == 12 and rows[0]['res_avg_var'] == '' and float(rows[1]['avg_var']) == result.rows[1].avg_var
     header = (tmp_path / 'spp.csv').read_text().splitlines()[0]
-    assert header == 'model,index,stage,block,avg_sq_mean,avg_var,res_avg_var'
+    assert header == 'model,index,stage,block,avg_sq_mean,avg_var,res_avg_var,input_seed,init_seed'
+    assert rows[0]['input_seed'] == '0' and rows[0]['init_seed'] == ''  # a model passed in: its init is not ours
     back = SPPResult.from_json(result.to_json(str(tmp_path / 'spp.json')))
     assert back.model == result.model and back.settings['skipinit_gain'] == 1.0
     assert math.isnan(back.rows[0].res_avg_var) and back.rows[1:] == result.rows[1:]

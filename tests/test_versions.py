@@ -19,12 +19,12 @@ def test_release_numbers(version, numbers):
 
 
 def test_supported_and_unsupported_pairs():
-    assert _versions.unsupported('1.0.21', '2.4.0') is None
+    assert _versions.unsupported('1.0.21', '2.5.0') is None
     assert _versions.unsupported('1.0.31', '2.14.1+cpu') is None
-    assert _versions.unsupported('1.1.0', '2.10.0') is None  # 2.10 > 2.4: numbers, not strings
+    assert _versions.unsupported('1.1.0', '2.10.0') is None  # 2.10 > 2.5: numbers, not strings
     message = _versions.unsupported('1.0.20', '2.14.1')
-    assert message.startswith('timm-nf supports timm >= 1.0.21 with torch >= 2.4, found timm 1.0.20 with torch 2.14.1')
-    assert 'found timm 1.0.31 with torch 2.3.1' in _versions.unsupported('1.0.31', '2.3.1')
+    assert message.startswith('timm-nf supports timm >= 1.0.21 with torch >= 2.5, found timm 1.0.20 with torch 2.14.1')
+    assert 'found timm 1.0.31 with torch 2.4.1' in _versions.unsupported('1.0.31', '2.4.1')
 
 
 def test_the_versions_running_here_are_supported():

@@ -1,15 +1,15 @@
 """The timm and torch releases timm-nf supports, checked before it registers anything with timm.
 
 The floors are those of pyproject.toml, set by what the package calls: timm 1.0.21 is the first release whose layers
-and heads take device=/dtype= (ClassifierHead among them); torch 2.4 the first with torch.get_autocast_dtype(device)
-and torch.is_autocast_enabled(device) (layers/ws_group.py), the newest torch API in the package. The maintainer tools
-outside it need more (README, Compatibility).
+and heads take device=/dtype= (ClassifierHead among them); torch 2.5 the first with torch.serialization.safe_globals
+(checkpoint.py), the newest torch API in the package (torch.get_autocast_dtype(device_type), layers/ws_group.py, needs
+2.4). hub/ needs a newer timm (README, Compatibility).
 """
 import re
 from typing import Optional, Tuple
 
 TIMM_FLOOR = '1.0.21'
-TORCH_FLOOR = '2.4'
+TORCH_FLOOR = '2.5'
 
 
 class UnsupportedVersions(ImportError):

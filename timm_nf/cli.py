@@ -1,9 +1,12 @@
-"""The `timm-nf` command: one subcommand per job, each implemented in its own module."""
-import importlib
+"""The `timm-nf` command. Its subcommands are listed here, one module each, all built the same way
+(timm_nf/_command_line.py): argparse; bad input is one line on stderr and exit status 2, before any file is touched.
+"""
 import sys
 from typing import List, Optional
 
-# subcommand → (module with `main(argv)`, one-line help)
+from ._command_line import dispatch
+
+# subcommand → (module with `main(argv)`, one line of help)
 SUBCOMMANDS = {
     'list': ('timm_nf.listing', 'list the registered NF models with parameter counts and check a forward pass'),
     'spp': ('timm_nf.spp.cli', 'draw Signal Propagation Plots for one or more models'),
@@ -12,24 +15,8 @@ SUBCOMMANDS = {
 }
 
 
-def _usage() -> str:
-    lines = ['usage: timm-nf COMMAND [ARGS ...]', '', 'commands:']
-    lines += [f'  {name:<6} {help_}' for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ['', "`timm-nf COMMAND --help` describes a command's arguments."]
-    return '\n'.join(lines)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ('-h', '--help'):
-        print(_usage())
-        return 0
-    command, rest = argv[0], argv[1:]
-    if command not in SUBCOMMANDS:
-        print(f'timm-nf: unknown command {command!r}\n\n{_usage()}', file=sys.stderr)
-        return 2
-    module = importlib.import_module(SUBCOMMANDS[command][0])
-    return module.main(rest) or 0
+    return dispatch('timm-nf', SUBCOMMANDS, argv, 'Normalizer-free ResNets and RegNets for timm.')
 
 
 if __name__ == '__main__':

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer
 from timm.models import nfnet as timm_nfnet
-from timm.models import reparameterize_model
 from torch import nn
+
+from ._progress import progress_bar
 
 from .layers import WSConv2d
 from .layers.frozen import FrozenMixin, FusedConv2d, freeze_
@@ -165,8 +166,9 @@ def fuse(model: nn.Module) -> nn.Module:
     """A frozen inference copy of `model` (our NFNet, or timm's NormFreeNet) with every WS conv folded, in eval mode.
 
     The copy computes the same outputs (within float rounding) with plain convolutions; the original is untouched.
-    For our nets this is timm's `reparameterize_model`, so `--reparam`, `model.fuse()` and `fuse(model)` agree.
-    Fusing an already fused model returns it unchanged.
+    For our nets this is the walk of timm's `reparameterize_model`, so `--reparam`, `model.fuse()` and `fuse(model)`
+    give the same modules and weights; `fuse` also freezes what has no `fuse()` (the classifier). Fusing an already
+    fused model returns it unchanged. A progress bar shows on a terminal for deep nets.
     """
     if isinstance(model, FusedNormFreeNet) or not any(isinstance(m, (WSConv2d, ScaledStdConv2d)) for m in model.modules()) \
             and any(isinstance(m, FrozenMixin) for m in model.modules()):
@@ -178,7 +180,17 @@ def fuse(model: nn.Module) -> nn.Module:
     if not any(isinstance(m, WSConv2d) for m in model.modules()):
         hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
         raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
-    return freeze_(reparameterize_model(model))
+    fused = copy.deepcopy(model)
+    fusible = [(parent, name) for parent in fused.modules() for name, child in parent.named_children()
+               if hasattr(child, 'fuse')]
+    # outermost first, as timm's walk does; a child of a replaced module is fused by its parent's fuse()
+    replaced = set()
+    for parent, name in progress_bar(fusible, desc='fusing', unit='module', show=None if len(fusible) > 100 else False):
+        if id(parent) not in replaced:
+            child = getattr(parent, name)
+            replaced.update(id(m) for m in child.modules())
+            setattr(parent, name, child.fuse())
+    return freeze_(fused)
 
 
 from .fused_file import load_fused  # noqa: E402,F401  (kept importable from here; the file format lives there)

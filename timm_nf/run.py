@@ -11,23 +11,24 @@ first on sys.path, exactly as `python SCRIPT ARGS ...` would. It also works as a
 
 A bare script name that is not in the current folder is also looked up in $TIMM_SCRIPTS_DIR (a timm checkout).
 """
+import argparse
 import os
 import runpy
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ._command_line import UsageError, command_main
+
+PROG = 'timm-nf run'
 SCRIPTS_DIR_ENV = 'TIMM_SCRIPTS_DIR'
-
-_USAGE = f"""usage: timm-nf run SCRIPT [ARGS ...]
-       python -m timm_nf.run SCRIPT [ARGS ...]
-
-Runs a Python script (timm's train.py, validate.py, benchmark.py, inference.py, ...) as __main__ after registering
-the timm-nf models; ARGS go to the script unchanged. A bare name not found in the current folder is looked up in
-${SCRIPTS_DIR_ENV}. timm's scripts are not in the pip package: clone github.com/huggingface/pytorch-image-models."""
+_DESCRIPTION = f"""Runs a Python script (timm's train.py, validate.py, benchmark.py, inference.py, ...) as __main__
+after registering the timm-nf models; ARGS go to the script unchanged. A bare name not found in the current folder is
+looked up in ${SCRIPTS_DIR_ENV}. timm's scripts are not in the pip package: clone
+github.com/huggingface/pytorch-image-models. Also: python -m timm_nf.run SCRIPT [ARGS ...]"""
 
 
-class ScriptError(ValueError):
+class ScriptError(UsageError):
     """The script cannot be run: missing, a folder, or not Python."""
 
 
@@ -85,20 +86,17 @@ def run_script(script: Path, args: List[str]) -> int:
     return 0
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = f'{PROG} SCRIPT [ARGS ...]'
+    parser.add_argument('script', metavar='SCRIPT', help='the script to run, e.g. validate.py or /path/to/train.py')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
-        print(_USAGE, file=sys.stderr)
-        return 2
-    if argv[0] in ('-h', '--help'):
-        print(_USAGE)
-        return 0
-    try:
-        script = resolve_script(argv[0])
-    except ScriptError as e:
-        print(f'timm-nf run: {e}', file=sys.stderr)
-        return 2
-    return run_script(script, argv[1:])
+    # only SCRIPT is parsed here: the script's own arguments are passed on untouched (argparse would drop a '--')
+    head, rest = argv[:1], argv[1:]
+    return command_main(PROG, _DESCRIPTION, add_arguments, lambda args: run_script(resolve_script(args.script), rest),
+                        head)
 
 
 if __name__ == '__main__':

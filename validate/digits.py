@@ -20,7 +20,6 @@ Results: <out-dir>/digits.json (part 1: accuracies and gap), digits_sweep.json a
 About 3 minutes on 2 cores. On a busy machine set OMP_NUM_THREADS=1: two OpenMP threads competing with other
 processes made these small steps 20x slower (the committed results were taken with one thread).
 """
-import argparse
 import csv
 import json
 import math
@@ -44,6 +43,7 @@ from timm.utils import accuracy, dispatch_clip_grad
 from torch import nn
 
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import ArgumentParser
 
 import timm_nf  # noqa: F401  (registers our models)
 
@@ -274,7 +274,7 @@ def run(out_dir: Path, img_size: int, batch_size: int, epochs: int, lr: float, w
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m validate digits', description=__doc__.split('\n')[0])
+    parser = ArgumentParser(prog='python -m validate digits', description=__doc__.split('\n')[0])
     parser.add_argument('--out-dir', type=Path, default=RESULTS_DIR)
     parser.add_argument('--img-size', type=int, default=32)
     parser.add_argument('--batch-size', type=int, default=64)
@@ -287,6 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.img_size < 16 or args.batch_size < 2 or args.epochs < 1 or args.sweep_steps < 10:
         parser.error('need --img-size >= 16, --batch-size >= 2, --epochs >= 1 and --sweep-steps >= 10')
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        parser.error(f'--out-dir {args.out_dir} is a file: expected a folder (it is created if missing)')
     run(args.out_dir, args.img_size, args.batch_size, args.epochs, args.lr, args.weight_decay, args.sweep_steps,
         args.agc, SWEEP_LRS, parts=args.parts)
     return 0

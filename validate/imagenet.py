@@ -29,6 +29,7 @@ from timm.models import get_pretrained_cfg
 
 from hub.describe import sizes as data_sizes
 from hub.flops import params_and_macs
+from timm_nf._command_line import ArgumentParser, UsageError, check_output_file, fail
 from timm_nf.models import MODEL_CONFIGS
 from timm_nf.models.published import load_published
 from timm_nf.run import SCRIPTS_DIR_ENV
@@ -40,7 +41,7 @@ SPLIT_SYNONYMS = ('validation', 'val', 'valid', 'eval', 'evaluation')
 WEIGHT_SUFFIXES = ('.safetensors', '.pth', '.pth.tar', '.bin')
 
 
-class HarnessError(ValueError):
+class HarnessError(UsageError):
     """Bad input to the harness: the message says what was expected."""
 
 
@@ -149,6 +150,7 @@ def write_csv(rows: List[Dict], out: Path) -> None:
 
 
 def run(args) -> List[Dict]:
+    check_output_file(str(args.out), '--out', suffixes=('.csv',))
     script = find_validate_script(args.timm_dir)
     check_data_dir(args.data_dir, args.split)
     tags = matching_tags(args.models)
@@ -182,7 +184,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = argv[argv.index('--') + 1:] if '--' in argv else []
     argv = argv[:argv.index('--')] if '--' in argv else argv
-    parser = argparse.ArgumentParser(prog='python -m validate imagenet', description=__doc__.split('\n')[0])
+    parser = ArgumentParser(prog='python -m validate imagenet', description=__doc__.split('\n')[0])
     parser.add_argument('--data-dir', type=Path, required=True, help='ImageNet root: DIR/validation/<synset>/*.JPEG')
     parser.add_argument('--models', required=True, help="fnmatch pattern over registered pretrained tags, e.g. 'nf_*'")
     parser.add_argument('--timm-dir', default=None, help=f'timm repository checkout (default: ${SCRIPTS_DIR_ENV})')
@@ -201,9 +203,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         rows = run(parse_args(argv))
-    except HarnessError as e:
-        print(f'python -m validate imagenet: {e}', file=sys.stderr)
-        return 2
+    except UsageError as e:  # HarnessError and unwritable output paths
+        return fail('python -m validate imagenet', str(e))
     return 1 if any(r.get('error') for r in rows) else 0
 
 

@@ -2,7 +2,7 @@
 
 - 600-layer pre-activation BatchNorm ResNets in both orders: timm's ResNetV2 is BN→ReLU→Conv (its BatchNormAct2d);
   ReLU→BN→Conv is the same net with a norm layer that applies the ReLU first. He-initialised (fan-in, gain √2),
-  no zero-init of the last layer, as in the paper's Fig. 1 (paper-spec §1).
+  no zero-init of the last layer, as in the paper's Fig. 1 (DeepMind's 'ResNet600' variant, depths 50-50-50-50).
 - "NF, He init" (paper Fig. 2): the paper-exact NF-ResNet with α and β but plain He-initialised convs instead of
   Scaled WS, and no γ (He's √2 plays its part).
 """

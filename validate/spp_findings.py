@@ -4,9 +4,12 @@
 
 Nets, all at initialisation with unit-Gaussian input (seed 0):
 - 600-layer pre-activation BatchNorm ResNets, BN→ReLU→Conv and ReLU→BN→Conv (validate/reference_nets.py);
-- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (paper-spec §1 caveat);
+- the paper-exact 600-layer NF-ResNet with Scaled WS, SkipInit gain set to 1 (the reference code initialises it to
+  0, which hides every residual branch; its NF_ResNet takes `skipinit_gain` for this);
 - the same NF-ResNet with plain He-initialised convs ("NF, He init");
-- timm's NormFreeNet nf_resnet50 beside dm_nf_resnet50 and our nf_resnet50 (last-conv gains / SkipInit gain set to 1).
+- timm's NormFreeNet nf_resnet50 beside dm_nf_resnet50 and our nf_resnet50 (last-conv gains / SkipInit gain set to 1);
+- timm's popular residual nets (ConvNeXt-T, RegNetY-1.6GF, ResNet-50, ViT-S/16, EfficientNet-B0) beside the
+  paper-exact NF-ResNet-50 and NF-RegNet-B0, all exactly as timm creates them (no gain set), at --popular-size.
 The NF-ResNet with Scaled WS runs at a larger image size than the others: the 3x3 convs' zero padding lowers the
 residual variance on small feature maps (a 3x3 map keeps ~60% of it), which would bend the 1 + kα² staircase for
 reasons unrelated to the design. Results go to validate/results/spp_*, figures and their captions to docs/figures/.
@@ -30,13 +33,17 @@ from torch import nn
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
 from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import ArgumentParser
+from timm_nf._progress import progress_wanted
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
+from .spp_popular import POPULAR, caption as popular_caption
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'validate', 'results')
 FIGURES = os.path.join(ROOT, 'docs', 'figures')
 ALPHA = 0.2
+INIT_SEED = 0
 
 
 class Checks:
@@ -56,10 +63,11 @@ class Checks:
 
 def _measure(build: Callable[[], nn.Module], name: str, size: int, batch: int, gain=None) -> SPPResult:
     start = time.perf_counter()
-    torch.manual_seed(0)  # the same initial weights on every run
+    torch.manual_seed(INIT_SEED)  # the same initial weights on every run
     model = build()
     result = signal_propagation(model, name=name, batch=batch, img_size=size, skipinit_gain=gain,
-                                progress=sys.stderr.isatty())
+                                progress=progress_wanted())
+    result.settings['init_seed'] = INIT_SEED
     del model
     gc.collect()
     result.settings['seconds'] = round(time.perf_counter() - start, 1)
@@ -151,12 +159,12 @@ def _summary(result: SPPResult) -> Dict:
     stages = {}
     for s in _stages(result):
         rows = _blocks(result, s)
-        res = [r.res_avg_var for r in rows]
+        res = [r.res_avg_var for r in rows if not math.isnan(r.res_avg_var)]  # blank: block without a known branch
         stages[str(s)] = dict(
             avg_var_first=round(rows[0].avg_var, 4), avg_var_last=round(rows[-1].avg_var, 4),
             avg_var_mean=round(statistics.fmean(r.avg_var for r in rows), 4),
             avg_sq_mean_max=round(max(r.avg_sq_mean for r in rows), 4),
-            res_avg_var_min=round(min(res), 4), res_avg_var_max=round(max(res), 4))
+            res_avg_var_min=round(min(res), 4) if res else None, res_avg_var_max=round(max(res), 4) if res else None)
     return dict(settings=result.settings, stem=dict(avg_sq_mean=round(result.rows[0].avg_sq_mean, 4),
                                                     avg_var=round(result.rows[0].avg_var, 4)), stages=stages)
 
@@ -166,7 +174,7 @@ def _fmt(values, digits: int = 2) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
     p.add_argument('--depth', type=int, default=50, help='blocks per stage of the deep nets (paper: 50, 600 layers)')
     p.add_argument('--nf-size', type=int, default=384, help='image size for the NF-ResNet with Scaled WS')
     p.add_argument('--nf-batch', type=int, default=2)
@@ -174,11 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--r50-size', type=int, default=224, help='image size for the three ResNet-50 flavours')
     p.add_argument('--r50-batch', type=int, default=16)
+    p.add_argument('--popular-size', type=int, default=224, help="image size for timm's popular nets (ViT: 224)")
+    p.add_argument('--popular-batch', type=int, default=16)
     return p
 
 
-def main() -> int:
-    args = _parser().parse_args(sys.argv[1:])
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(FIGURES, exist_ok=True)
     depths = (args.depth,) * 4
@@ -213,19 +223,28 @@ def main() -> int:
         ('dm_nf_resnet50', lambda: timm.create_model('dm_nf_resnet50')))}
     r50_numbers = _check_resnet50(r50, checks)
 
+    print("== timm's popular residual nets and the NF nets, as created")
+    popular = {label: _measure(lambda name=name: timm.create_model(name), label, args.popular_size,
+                               args.popular_batch) for name, label, _ in POPULAR}
+    popular_numbers = {label: _summary(result) for label, result in popular.items()}
+
     figures = {
         'spp_bn_resnet600': ([bn_relu, relu_bn], f'Pre-activation BN ResNet-{layers} at init ({args.size} px)'),
         'spp_nf_resnet600': ([ws, he], f'NF-ResNet-{layers}: Scaled WS ({args.nf_size} px) vs He init '
                                        f'({args.size} px), SkipInit gain 1'),
         'spp_resnet50_flavours': (list(r50.values()), f'ResNet-50 NF flavours ({args.r50_size} px), gains 1'),
+        'spp_timm_popular': (list(popular.values()), f"timm's residual nets and NF nets as created "
+                                                     f'({args.popular_size} px, batch {args.popular_batch})'),
     }
     for name, (results, title) in figures.items():
         plot_spp(results, os.path.join(FIGURES, f'{name}.png'), title=title, dpi=80)
         write_csv(results, os.path.join(RESULTS, f'{name}.csv'))
     summary = dict(args=vars(args), seconds=round(time.perf_counter() - start, 1), checks=checks.records,
-                   numbers=dict(bn=bn_numbers, nf=nf_numbers, resnet50=r50_numbers))
+                   numbers=dict(bn=bn_numbers, nf=nf_numbers, resnet50=r50_numbers, popular=popular_numbers))
     write_text_atomic(os.path.join(RESULTS, 'spp_findings.json'), json.dumps(summary, indent=1, ensure_ascii=False))
-    write_text_atomic(os.path.join(FIGURES, 'spp_findings.md'), _captions(summary, layers))
+    write_text_atomic(os.path.join(FIGURES, 'spp_findings.md'), '\n'.join(
+        [_captions(summary, layers)] + popular_caption(list(popular.values()), args.popular_size, args.popular_batch,
+                                                       'docs/figures/spp_timm_popular.png')))
     print(f'wrote validate/results/spp_*.csv, spp_findings.json and docs/figures/spp_*.png, spp_findings.md '
           f'in {summary["seconds"]} s')
     if checks.failed:

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .frozen import FusedConv2d
+from .standardize import standardize, standardize_fast
+from .ws_group import shared_pass_devices
 
 
 def _same_size_padding(kernel_size: int, stride: int, dilation: int) -> int:
@@ -29,8 +31,10 @@ class WSConv2d(nn.Conv2d):
     the SkipInit gain `out_gain`) scales the standardised weight's rows instead of the activations; the constant ones
     are multiplied together once, here (`weight_scale`). Output scalars also scale the bias.
 
-    Inside a network, a `WSGroup` standardises every WS conv's weight in one pass (see ws_group.py); this conv then
-    takes its slice. On its own, and wherever that pass cannot run, it applies the formula itself.
+    Inside a network on a GPU, a `WSGroup` standardises every WS conv's weight in one pass (ws_group.py) and this conv
+    takes its slice: kernel launches are the cost there. On the CPU, where memory passes are the cost, each conv
+    standardises its own weight with a hand-written backward (standardize.py). Compilers, TorchScript, FX and
+    torch.func get the formula in plain autograd ops.
     """
 
     def __init__(
@@ -74,28 +78,34 @@ class WSConv2d(nn.Conv2d):
 
         The plain formula in autograd ops: every order of gradients, torch.func, TorchScript and compilers take it.
         """
+        row_gain, bias = self._row_gain_and_bias(out_gain, with_output_scale)
+        return standardize(self.weight, row_gain, self.fan_in, self.var_eps_fan_in, self.var_floor), bias
+
+    def _row_gain_and_bias(self, out_gain: Optional[torch.Tensor],
+                           with_output_scale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
         bias = self.bias
         assert bias is not None  # always built with a bias; this tells TorchScript so
-        var, mean = torch.var_mean(self.weight, dim=(1, 2, 3), keepdim=True, correction=0)
-        inv_std = torch.rsqrt(torch.clamp_min(var * self.fan_in + self.var_eps_fan_in, self.var_floor))
         if not with_output_scale:
-            return (self.weight - mean) * (self.gain * (inv_std * self.input_scale)), bias
-        row_scale = self.gain * (inv_std * self.weight_scale)
+            return self.gain * self.input_scale, bias
+        row_gain = self.gain * self.weight_scale
         if self.output_scale != 1.0:
             bias = bias * self.output_scale
         if out_gain is not None:
-            row_scale = row_scale * out_gain
+            row_gain = row_gain * out_gain
             bias = bias * out_gain
-        return (self.weight - mean) * row_scale, bias
+        return row_gain, bias
 
     @torch.jit.unused
     def _eager_weight(self, x: torch.Tensor, out_gain: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._ws_group is not None and not _per_conv_formula_only(x, self.weight):
+        if _per_conv_formula_only(x, self.weight):
+            return self.standardized_weight(out_gain)
+        if self._ws_group is not None and self.weight.device.type in shared_pass_devices():
             group, index = self._ws_group
             shared = group.lookup(self, index, out_gain)
             if shared is not None:
                 return shared
-        return self.standardized_weight(out_gain)
+        row_gain, bias = self._row_gain_and_bias(out_gain)
+        return standardize_fast(self.weight, row_gain, self.fan_in, self.var_eps_fan_in, self.var_floor), bias
 
     def forward(self, x: torch.Tensor, out_gain: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_scripting():
@@ -122,4 +132,3 @@ class WSConv2d(nn.Conv2d):
         if self.output_scale != 1.0:
             s += f', output_scale={self.output_scale:.4g}'
         return s
-

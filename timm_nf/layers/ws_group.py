@@ -1,10 +1,10 @@
-"""One Scaled-WS pass for all the WS convs of a network, in a fixed number of kernels.
+"""One Scaled-WS pass for all the WS convs of a network, in a fixed number of kernels (used on GPUs).
 
 Per conv, the standardisation formula costs a dozen small kernels forward and as many backward; a net has 50 to 150
 WS convs, and in eager mode on a GPU each launch costs about as much as the arithmetic. A WSGroup lays every conv's
 weight rows end to end and standardises them together (two segmented sums, segments.py), with the gains, the
-constant scalars and the SkipInit gains applied as per-row vectors, then hands each conv its slice: about 20 kernels
-forward and 25 backward for the whole net.
+constant scalars and the SkipInit gains applied as per-row vectors, then hands each conv its slice: 16 to 20 kernels
+forward and 22 to 31 backward for the whole net (counted with validate/op_count.py).
 
 When the pass runs:
 - the group's first conv (the stem) recomputes it on every call, so every forward that starts at the stem (the
@@ -16,16 +16,42 @@ When the pass runs:
   a pass of its own and never back-propagates twice through one.
 The pass runs outside saved-tensor hooks: non-reentrant checkpointing then recomputes a stage with the same saved
 tensors as the original forward.
+
+Where it runs: on the device types of `shared_pass_devices()`, CUDA by default. On the CPU launches cost little and
+memory passes a lot, and the pass makes about twice as many passes over the weights as each conv's own hand-written
+standardisation (measured on 1 CPU thread: nf_resnet50 training step 2.7-2.8 s with the pass, 1.9-2.1 s without, timm
+1.8-2.0 s). `TIMM_NF_SHARED_WS=cuda,cpu` or `with shared_pass_on('cpu'):` switches it on elsewhere, which is how the
+tests and the kernel counts exercise the GPU path on the CPU.
 """
+import contextlib
 import itertools
+import os
 import weakref
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from .segments import SegmentLayout, segment_expand, segment_sum
 
 _Stamp = Tuple[int, int]  # (in-place version, storage address) of a tensor
+_devices = frozenset(d.strip() for d in os.environ.get('TIMM_NF_SHARED_WS', 'cuda').split(',') if d.strip())
+
+
+def shared_pass_devices() -> FrozenSet[str]:
+    """The device types on which WS convs standardise in one shared pass."""
+    return _devices
+
+
+@contextlib.contextmanager
+def shared_pass_on(*device_types: str) -> Iterator[None]:
+    """Also use the shared pass on these device types (e.g. 'cpu'), for the duration."""
+    global _devices
+    before = _devices
+    _devices = before | frozenset(device_types)
+    try:
+        yield
+    finally:
+        _devices = before
 
 
 def _stamp(t: Optional[torch.Tensor]) -> Optional[_Stamp]:
@@ -80,7 +106,7 @@ class _RowConstants(NamedTuple):
     floor: float
     weight_scale: torch.Tensor        # input × output scale per row
     output_scale: torch.Tensor        # output scale per row (bias)
-    out_gain_index: Optional[torch.Tensor]  # per row: 0, or 1 + index of its conv's out gain
+    conv_layout: SegmentLayout        # rows per conv, to broadcast a per-conv value (the out gain) to its rows
     one: torch.Tensor
 
 
@@ -167,9 +193,11 @@ class WSGroup:
             return None
         out_gains = [c._ws_out_gain[0] for c in convs]
         sources = [(c.weight, c.gain, c.bias, g) for c, g in zip(convs, out_gains)]
-        k = self._row_constants(convs, first.device, first.dtype)
+        # half-precision weights are standardised in float32, as batch_norm and var_mean accumulate
+        work = torch.float32 if first.dtype in (torch.float16, torch.bfloat16) else first.dtype
+        k = self._row_constants(convs, first.device, work)
         with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
-            flat = torch.cat([_flat(c.weight) for c in convs])
+            flat = torch.cat([_flat(c.weight) for c in convs]).to(work)
             centered = flat - segment_expand(segment_sum(flat, k.layout) * k.inv_fan_in, k.layout)
             var_fan_in = segment_sum(centered * centered, k.layout)
             if k.eps is not None:
@@ -177,15 +205,16 @@ class WSGroup:
             if k.floor > 0.0:
                 var_fan_in = var_fan_in.clamp_min(k.floor)
             weight_scale, output_scale = k.weight_scale, k.output_scale
-            if k.out_gain_index is not None:
-                gains = torch.cat([k.one] + [g.reshape(1) for g in out_gains if g is not None])
-                per_row = gains.index_select(0, k.out_gain_index)
+            if any(g is not None for g in out_gains):
+                per_conv = torch.cat([k.one if g is None else g.reshape(1).to(work) for g in out_gains])
+                per_row = segment_expand(per_conv, k.conv_layout)
                 weight_scale, output_scale = weight_scale * per_row, output_scale * per_row
-            row_scale = torch.cat([c.gain.reshape(-1) for c in convs]) * torch.rsqrt(var_fan_in) * weight_scale
-            weights = centered * segment_expand(row_scale, k.layout)
-            biases = torch.cat([c.bias for c in convs]) * output_scale
-            if mode.amp_dtype is not None:  # cast once here rather than once per conv inside autocast
-                weights, biases = weights.to(mode.amp_dtype), biases.to(mode.amp_dtype)
+            gains = torch.cat([c.gain.reshape(-1) for c in convs]).to(work)
+            weights = centered * segment_expand(gains * torch.rsqrt(var_fan_in) * weight_scale, k.layout)
+            biases = torch.cat([c.bias for c in convs]).to(work) * output_scale
+            # cast once here rather than once per conv inside autocast (which leaves float64 alone)
+            out = mode.amp_dtype if mode.amp_dtype is not None and first.dtype != torch.float64 else first.dtype
+            weights, biases = weights.to(out), biases.to(out)
         serial = next(_serials)
         if weights.requires_grad:
             weights.register_hook(_dropper(weakref.ref(self), serial))
@@ -201,17 +230,12 @@ class WSGroup:
         return shared
 
     def _row_constants(self, convs, device: torch.device, dtype: torch.dtype) -> _RowConstants:
-        key = (device, dtype, tuple(g is not None for g in (c._ws_out_gain[0] for c in convs)))
+        key = (device, dtype)
         if key not in self._constants:
-            def rows(values: Sequence[float], table_dtype=dtype) -> torch.Tensor:
+            def rows(values: Sequence[float]) -> torch.Tensor:
                 return torch.tensor([v for c, v in zip(convs, values) for _ in range(c.out_channels)],
-                                    dtype=table_dtype, device=device)
+                                    dtype=dtype, device=device)
 
-            has_gain = key[2]
-            gain_slots, slot = [], 0
-            for present in has_gain:
-                slot += present
-                gain_slots.append(slot if present else 0)
             self._constants[key] = _RowConstants(
                 layout=SegmentLayout([c.fan_in for c in convs for _ in range(c.out_channels)]),
                 inv_fan_in=rows([1.0 / c.fan_in for c in convs]),
@@ -219,7 +243,7 @@ class WSGroup:
                 floor=convs[0].var_floor,
                 weight_scale=rows([c.weight_scale for c in convs]),
                 output_scale=rows([c.output_scale for c in convs]),
-                out_gain_index=rows(gain_slots, torch.long) if any(has_gain) else None,
+                conv_layout=SegmentLayout([c.out_channels for c in convs]),
                 one=torch.ones(1, dtype=dtype, device=device),
             )
         return self._constants[key]

@@ -1,4 +1,9 @@
-"""NFConfig: every value that tells one NF net from another. The two families differ only in these values."""
+"""NFConfig: every value that tells one NF net from another. The two families differ only in these values.
+
+Every value is range-checked when a config is made (and so when create_model gets an override): an impossible value
+is a ValueError naming the argument and the allowed range, not a net of 1-channel layers or a NaN at the first step.
+"""
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Optional, Tuple
 
@@ -47,9 +52,7 @@ class NFConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f'{name}={getattr(self, name)!r} is not valid: expected one of {allowed}')
         activation_gamma(self.act)
-        if len(self.depths) != len(self.widths) or not self.depths or min(self.depths) < 1:
-            raise ValueError(f'depths {self.depths} and widths {self.widths} must be non-empty, of equal length, '
-                             f'with at least one block per stage')
+        _check_fields(self)
 
 
 _FIELDS = frozenset(f.name for f in fields(NFConfig))
@@ -61,6 +64,92 @@ def override(cfg: NFConfig, overrides: Dict[str, Any], variant: str = 'model') -
     if unknown:
         raise TypeError(f'{variant} got unexpected argument(s) {unknown}; besides the constructor arguments it '
                         f'accepts the config fields {sorted(_FIELDS)}')
-    if 'depths' in overrides:
-        overrides = {**overrides, 'depths': tuple(overrides['depths'])}
+    # lists from JSON / YAML model args become the tuples the config holds
+    overrides = {k: tuple(v) if k in ('depths', 'widths') and isinstance(v, list) else v for k, v in overrides.items()}
     return replace(cfg, **overrides) if overrides else cfg
+
+
+# field → (lowest, highest, lowest allowed itself?, highest allowed itself?, must be a whole number?)
+_RANGES = {
+    'stem_width': (1, math.inf, True, False, True),
+    'width_factor': (0, math.inf, False, False, False),
+    'bottleneck_ratio': (0, math.inf, False, False, False),
+    'first_block_ratio': (0, math.inf, False, False, False),
+    'group_size': (0, math.inf, True, False, True),
+    'se_ratio': (0, math.inf, True, False, False),
+    'final_width': (0, math.inf, True, False, True),
+    'alpha': (0, math.inf, False, False, False),
+    'ws_var_floor': (0, math.inf, True, False, False),
+    'ws_var_eps': (0, math.inf, True, False, False),
+    'drop_rate': (0, 1, True, False, False),
+    'drop_path_rate': (0, 1, True, False, False),
+}
+
+
+def allowed_range(low: float, high: float, low_in: bool, high_in: bool, whole: bool) -> str:
+    kind = 'a whole number' if whole else 'a number'
+    if high == math.inf:
+        return f'{kind} {">=" if low_in else ">"} {low:g}'
+    return f'{kind} in {"[" if low_in else "("}{low:g}, {high:g}{"]" if high_in else ")"}'
+
+
+def check_number(name: str, value: Any, low: float, high: float = math.inf, low_in: bool = True,
+                 high_in: bool = False, whole: bool = False) -> None:
+    """ValueError naming `name` and its allowed range unless `value` is a finite number inside it."""
+    expected = allowed_range(low, high, low_in, high_in, whole)
+    number = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+    if not number or math.isnan(value) or not (low < value or low_in and value == low) \
+            or not (value < high or high_in and value == high):
+        raise ValueError(f'{name} must be {expected}, got {value!r}')
+
+
+def _check_fields(cfg: 'NFConfig') -> None:
+    for name, bounds in _RANGES.items():
+        value = getattr(cfg, name)
+        if value is not None or name != 'first_block_ratio':
+            check_number(name, value, *bounds)
+    for name in ('depths', 'widths'):
+        values = getattr(cfg, name)
+        if not isinstance(values, (tuple, list)) or not values:
+            raise ValueError(f'{name} must be a non-empty sequence of whole numbers >= 1, one per stage, got {values!r}')
+        for value in values:
+            check_number(f'every entry of {name}', value, 1, whole=True)
+    if len(cfg.depths) != len(cfg.widths):
+        raise ValueError(f'depths {tuple(cfg.depths)} and widths {tuple(cfg.widths)} must have one entry per stage '
+                         f'each (got {len(cfg.depths)} and {len(cfg.widths)})')
+    if cfg.ws_var_floor == 0 and cfg.ws_var_eps == 0:
+        raise ValueError('ws_var_floor and ws_var_eps are both 0: at least one must be > 0, or a constant filter '
+                         'divides by zero in the weight standardisation')
+
+
+def check_arguments(cfg: NFConfig, num_classes: Any, in_chans: Any, output_stride: Any, drop_rate: Any,
+                    drop_path_rate: Any) -> None:
+    """NFNet's constructor arguments, and the layer widths they lead to, as ValueErrors naming the argument."""
+    check_number('num_classes', num_classes, 0, whole=True)
+    check_number('in_chans', in_chans, 1, whole=True)
+    if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):
+        raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
+    for name, value in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):
+        if value is not None:
+            check_number(name, value, *_RANGES[name])
+    _check_group_size(cfg)
+
+
+def _check_group_size(cfg: NFConfig) -> None:
+    """A grouped 3x3 conv needs at least one group: every middle width must be >= group_size."""
+    if not cfg.group_size:
+        return
+    from .net import _channel_rounders  # the net's own rounding, so that this check cannot drift from it
+    round_chs, _ = _channel_rounders(cfg.channel_rounding)
+    prev, block = round_chs(cfg.stem_width * cfg.width_factor), 0
+    for depth, width in zip(cfg.depths, cfg.widths):
+        out = round_chs(width * cfg.width_factor)
+        for _ in range(depth):
+            ratio = cfg.first_block_ratio if block == 0 and cfg.first_block_ratio is not None else cfg.bottleneck_ratio
+            mid = round_chs((prev if cfg.bottleneck_from == 'input' else out) * ratio)
+            if mid < cfg.group_size:
+                raise ValueError(
+                    f'group_size={cfg.group_size} is more than the {mid} channels of a grouped conv (width_factor='
+                    f'{cfg.width_factor:g}, bottleneck_ratio={ratio:g}): group_size must be a whole number in '
+                    f'[0, {mid}] here (0: dense convs), or raise width_factor / bottleneck_ratio')
+            prev, block = out, block + 1

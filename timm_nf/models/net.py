@@ -11,7 +11,7 @@ from ..fusion import fuse
 from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
 from ..layers.frozen import FusedConv2d, keep_eval
 from .block import NFBlock
-from .config import NFConfig, override
+from .config import NFConfig, check_arguments, override
 
 
 def _channel_rounders(mode: str) -> Tuple[Callable[[float], int], Callable[[float], int]]:
@@ -43,6 +43,8 @@ torch.fx.wrap('_checked_input')
 class NFNet(nn.Module):
     """Normalizer-free ResNet / RegNet (Brock, De & Smith, ICLR 2021) with timm's full model contract."""
 
+    __jit_unused_properties__ = ['is_fused']
+
     def __init__(
             self,
             cfg: NFConfig,
@@ -58,12 +60,7 @@ class NFNet(nn.Module):
     ):
         super().__init__()
         cfg = override(cfg, kwargs, type(self).__name__)
-        if in_chans < 1:
-            raise ValueError(f'in_chans must be at least 1, got {in_chans}')
-        if num_classes < 0:
-            raise ValueError(f'num_classes must be 0 (no classifier) or more, got {num_classes}')
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+        check_arguments(cfg, num_classes, in_chans, output_stride, drop_rate, drop_path_rate)
         self.cfg = cfg
         self.num_classes = num_classes
         self.in_chans = in_chans

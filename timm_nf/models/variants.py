@@ -1,7 +1,8 @@
 """The variant table: every registered model is one row of data over one of two family presets.
 
-Sources: paper-spec.md §3-§4 (DeepMind nfnets code, `nf_resnet.py`, `base.nf_regnet_params`,
-`experiment_nf_regnets.py`) for the `dm_` family, timm's `models/nfnet.py` for the timm-compatible family.
+Sources: DeepMind's reference code (github.com/deepmind/deepmind-research, nfnets/: `nf_resnet.py`, `nf_regnet.py`,
+`base.nf_regnet_params`, `experiment_nf_regnets.py`) for the `dm_` family, timm's `models/nfnet.py` for the
+timm-compatible family.
 """
 from typing import Any, Dict
 

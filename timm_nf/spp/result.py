@@ -8,7 +8,9 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from .._atomic import write_text_atomic
 
-COLUMNS = ('model', 'index', 'stage', 'block', 'avg_sq_mean', 'avg_var', 'res_avg_var')
+# input_seed: the Gaussian input's seed (blank for images); init_seed: the seed of the weights at initialisation
+# (blank for pretrained or given weights)
+COLUMNS = ('model', 'index', 'stage', 'block', 'avg_sq_mean', 'avg_var', 'res_avg_var', 'input_seed', 'init_seed')
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class BlockStats:
 class SPPResult:
     model: str
     rows: List[BlockStats]
-    settings: Dict[str, Any] = field(default_factory=dict)  # input, batch, img_size, seed, skipinit_gain, bn_stats
+    # input, seed (of a Gaussian input), init_seed, batch, img_size, skipinit_gain, bn_stats, blocks
+    settings: Dict[str, Any] = field(default_factory=dict)
 
     def column(self, name: str) -> List[float]:
         return [getattr(row, name) for row in self.rows]
@@ -39,7 +42,9 @@ class SPPResult:
         return [row.index for prev, row in zip(self.rows, self.rows[1:]) if row.stage != prev.stage and row.stage > 1]
 
     def to_records(self) -> List[Dict[str, Any]]:
-        return [dict(model=self.model, **asdict(row)) for row in self.rows]
+        seeds = dict(input_seed=self.settings.get('seed') if self.settings.get('input') == 'gaussian' else None,
+                     init_seed=self.settings.get('init_seed'))
+        return [dict(model=self.model, **asdict(row), **seeds) for row in self.rows]
 
     def to_csv(self, path: Optional[str] = None) -> str:
         """The rows as CSV (empty res_avg_var where not measured); written to `path` when given."""
@@ -68,7 +73,8 @@ def write_csv(results: Iterable[SPPResult], path: Optional[str] = None) -> str:
     writer.writeheader()
     for result in results:
         for record in result.to_records():
-            writer.writerow({k: '' if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()})
+            writer.writerow({k: '' if v is None or isinstance(v, float) and math.isnan(v) else v
+                             for k, v in record.items()})
     text = buffer.getvalue()
     if path is not None:
         write_text_atomic(path, text)

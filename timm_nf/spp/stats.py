@@ -7,8 +7,9 @@ from timm.models import nfnet as timm_nfnet
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._progress import progress_wanted
 from ..models.block import NFBlock
-from .anatomy import Anatomy, find_anatomy
+from .anatomy import Anatomy, find_anatomy, reduce_dims
 from .inputs import folder_input, gaussian_input
 from .result import BlockStats, SPPResult
 
@@ -16,9 +17,12 @@ BN_STATS = ('batch', 'running')
 PROGRESS_MIN_BLOCKS = 50  # a progress bar is shown by default from this many blocks
 
 
-def channel_stats(x: torch.Tensor) -> Dict[str, float]:
-    """Average channel squared mean and average channel (biased) variance, reducing over N, H, W."""
-    var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+def channel_stats(x: torch.Tensor, channels_last: bool = False) -> Dict[str, float]:
+    """Average channel squared mean and average channel (biased) variance, reducing over N, H, W (tokens: N, L)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f'a block returned a {type(x).__name__}, not a tensor: name other block modules '
+                         '(--blocks PATTERN)')
+    var, mean = torch.var_mean(x.float(), dim=reduce_dims(x, channels_last), correction=0)
     return dict(avg_sq_mean=mean.square().mean().item(), avg_var=var.mean().item())
 
 
@@ -33,6 +37,7 @@ def signal_propagation(
         skipinit_gain: Optional[float] = None,
         bn_stats: str = 'batch',
         progress: Optional[bool] = None,
+        blocks: Optional[str] = None,
 ) -> SPPResult:
     """Per residual block: avg channel squared mean, avg channel variance (block output) and residual variance.
 
@@ -43,16 +48,21 @@ def signal_propagation(
     what the timm family zero-initialises instead (this overrides trained per-channel gains too). Restored afterwards.
     bn_stats: 'batch' normalises BatchNorm layers with the batch's statistics, as in training and in the paper's
     plots at initialisation (running statistics are not updated); 'running' uses the stored running statistics.
+    blocks: a pattern naming the block modules (see timm_nf/spp/conventions.py), for models that timm's naming
+    conventions miss; index 0 is then the input of the first of them.
     The model runs in eval mode (no stochastic depth or dropout); its modes, parameters and buffers are restored.
+    Nothing global is drawn from: the Gaussian input has its own generator, so a model's initialisation is seeded
+    by whoever creates it (torch.manual_seed before timm.create_model, as `timm-nf spp --seed` does).
     """
     if bn_stats not in BN_STATS:
         raise ValueError(f'bn_stats must be one of {BN_STATS}, got {bn_stats!r}')
-    anatomy = find_anatomy(model)
+    anatomy = find_anatomy(model, blocks)
     inputs, settings = _resolve_inputs(model, inputs, batch, img_size, seed)
-    settings.update(skipinit_gain=skipinit_gain, bn_stats=bn_stats)
+    settings.update(skipinit_gain=skipinit_gain, bn_stats=bn_stats, blocks=blocks)
     name = name or _model_name(model)
     rows: List[BlockStats] = []
-    show = len(anatomy.sites) >= PROGRESS_MIN_BLOCKS if progress is None else progress
+    # by default: a bar for deep nets only, and only on a terminal outside CI
+    show = progress if progress is not None else len(anatomy.sites) >= PROGRESS_MIN_BLOCKS and progress_wanted()
 
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(anatomy.sites), desc=f'spp {name}', unit='block', disable=not show))
@@ -68,9 +78,10 @@ def signal_propagation(
         (model.forward_features if hasattr(model, 'forward_features') else model)(inputs)
 
     if len(rows) != len(anatomy.sites) + 1:
-        raise RuntimeError(f'{name}: measured {len(rows)} points, expected the stem and {len(anatomy.sites)} blocks; '
-                           'the forward pass skipped modules it was expected to run')
-    return SPPResult(name, rows, settings)
+        raise ValueError(f'{name}: measured {len(rows)} points, expected the stem and {len(anatomy.sites)} blocks: '
+                         'the forward pass skipped a block or ran one twice; name blocks that forward_features runs '
+                         'once each with --blocks PATTERN')
+    return SPPResult(name, sorted(rows, key=lambda row: row.index), settings)
 
 
 def _resolve_inputs(model, inputs, batch, img_size, seed):
@@ -90,14 +101,15 @@ def _resolve_inputs(model, inputs, batch, img_size, seed):
 def _attach_hooks(anatomy: Anatomy, rows: List[BlockStats], on_block_done, hooks: list) -> None:
     """Forward hooks that append one row per point as the forward pass reaches it; nothing else is kept."""
     branch_vars: Dict[int, float] = {}
+    channels_last = anatomy.channels_last
 
-    def on_stem(module, args, out):
-        rows.append(BlockStats(0, 0, 0, **channel_stats(out)))
+    def on_stem(module, args):  # the input of the first block is the stem output
+        rows.append(BlockStats(0, 0, 0, **channel_stats(args[0], channels_last)))
 
-    hooks.append(anatomy.stem.register_forward_hook(on_stem))
+    hooks.append(anatomy.sites[0].module.register_forward_pre_hook(on_stem))
     for index, site in enumerate(anatomy.sites, start=1):
         def on_block(module, args, out, index=index, site=site):
-            rows.append(BlockStats(index, site.stage, site.block, **channel_stats(out),
+            rows.append(BlockStats(index, site.stage, site.block, **channel_stats(out, channels_last),
                                    res_avg_var=branch_vars.pop(index, float('nan'))))
             on_block_done(1)
 

@@ -1,4 +1,4 @@
-"""Read what timm's train.py writes and turn it into a timm-nf model with exactly those weights.
+"""Read what timm's train.py writes and turn it into a model with exactly those weights (`timm-nf fuse`, `hub`).
 
 A train.py checkpoint is a dict: arch, args (argparse.Namespace), epoch, metric, version, state_dict and, with
 --model-ema, state_dict_ema; keys may carry the `module.` (DDP) or `_orig_mod.` (torch.compile) prefixes.
@@ -6,17 +6,18 @@ A train.py output folder holds model_best.pth.tar (preferred) and last.pth.tar. 
 state dict (then the architecture must be given).
 """
 import argparse
-import pickle
+import codecs
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import safetensors.torch
+import timm
 import torch
 from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model
 
-from timm_nf.models.variants import MODEL_CONFIGS
+from ._command_line import UsageError
 
 # the order train.py's CheckpointSaver makes them in, best first
 _FOLDER_CHECKPOINTS = ('model_best.pth.tar', 'last.pth.tar')
@@ -24,8 +25,27 @@ _EMA_KEYS = ('state_dict_ema', 'model_ema')
 _RAW_KEYS = ('state_dict', 'model')
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot become the requested model; the message says what was expected."""
+
+
+def unreadable_reason(path: Path) -> Optional[str]:
+    """Why `path` cannot be a weights file at all (empty, text), or None; cheaper and clearer than the loaders'
+    own errors (torch.load of a text file says "retry with weights_only=False", of an empty one EOFError)."""
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if not head:
+        return f'{path} is empty (0 bytes)'
+    if b'\0' not in head:
+        try:  # incremental: a character cut at byte 512 is not an error
+            text = codecs.getincrementaldecoder('utf-8')().decode(head)
+        except UnicodeDecodeError:
+            return None
+        if any(c < ' ' and c not in '\t\n\r\f' for c in text):  # control characters: binary after all
+            return None
+        first = text.strip().splitlines()[0][:60] if text.strip() else ''
+        return f'{path} is a text file (it starts with {first!r}), not a weights file'
+    return None
 
 
 @dataclass
@@ -43,22 +63,33 @@ class TrainCheckpoint:
 
 
 def read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
-    """A safetensors file's tensors; CheckpointError if the file is truncated or corrupt."""
+    """A safetensors file's tensors; CheckpointError if the file is empty, text, truncated or corrupt."""
+    reason = unreadable_reason(Path(path))
+    if reason:
+        raise CheckpointError(f'{reason}: expected a .safetensors file')
     try:
         return safetensors.torch.load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f'{path} is not a readable safetensors file (truncated or corrupt?): {e}') from None
 
 
-def _resolve_file(path: Path) -> Path:
+def checkpoint_file(path) -> Path:
+    """The file a checkpoint path names (a train.py output folder: its best checkpoint); CheckpointError if there is
+    none or it is empty or text. Cheap: use it to fail before slow work."""
+    path = Path(path)
     if path.is_dir():
         for name in _FOLDER_CHECKPOINTS:
             if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f'{path} is a folder without a train.py checkpoint: expected one of '
-                              f'{_FOLDER_CHECKPOINTS}')
+                path = path / name
+                break
+        else:
+            raise CheckpointError(f'{path} is a folder without a train.py checkpoint: expected one of '
+                                  f'{_FOLDER_CHECKPOINTS}')
     if not path.is_file():
-        raise CheckpointError(f'checkpoint {path} does not exist')
+        raise CheckpointError(f'checkpoint {path} not found')
+    reason = unreadable_reason(path)
+    if reason:
+        raise CheckpointError(f'{reason}: expected a train.py checkpoint, a torch.save state dict or .safetensors')
     return path
 
 
@@ -67,8 +98,10 @@ def _torch_load(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}') from None
+    except Exception as e:  # noqa: BLE001  anything the unpickler raises means: not a checkpoint we can read
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (truncated or corrupt?): '
+                              f'{detail[:200]}') from None
 
 
 def _pick_weights(checkpoint: Dict[str, Any], use_ema: bool) -> Tuple[str, Dict[str, torch.Tensor]]:
@@ -94,7 +127,7 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
 
     `arch` / `model_args` override what the checkpoint records (they are required for a bare state dict).
     """
-    path = _resolve_file(Path(path))
+    path = checkpoint_file(path)
     if path.suffix == '.safetensors':
         weights, state_dict, meta, train_args = 'safetensors', read_safetensors(path), {}, {}
     else:
@@ -111,8 +144,8 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
     arch = arch or recorded_arch
     if not arch:
         raise CheckpointError(f'{path} does not record its architecture: pass the model name (--model)')
-    if arch not in MODEL_CONFIGS:
-        raise CheckpointError(f'{path}: {arch!r} is not a timm-nf model; expected one of {sorted(MODEL_CONFIGS)}')
+    if not timm.is_model(arch):
+        raise CheckpointError(f'{path}: {arch!r} is not a registered timm model; pass the model name (--model)')
     recorded = model_args_from_train_args(train_args)
     head = clean_state_dict(state_dict).get('head.fc.weight')
     if 'num_classes' not in recorded and head is not None:

@@ -1,0 +1,156 @@
+"""A much-reduced `python -m validate batch-size`: the mechanics (grid, learning-rate rule, seeds, resume, table,
+figure, BatchNorm's running statistics at evaluation, errors), not the outcome."""
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+
+from validate import batch_size, digits
+
+
+def _small_digits(write):
+    """digits' own image folder, thinned to 20 training and 8 validation images per class: the mechanics are the
+    same, the runs 7x cheaper (loading images costs more than these steps)."""
+    def thinned(root, img_size, seed=0):
+        root = write(root, img_size, seed)
+        for split, keep in (('train', 20), ('validation', 8)):
+            for folder in (root / split).iterdir():
+                for path in sorted(folder.iterdir())[keep:]:
+                    path.unlink()
+        return root
+    return thinned
+
+
+@pytest.fixture(scope='module')
+def small_run(tmp_path_factory):
+    # one thread: on a shared 2-core machine two OpenMP threads per process slow these small steps down 20x
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(digits, 'write_image_folder', _small_digits(digits.write_image_folder))
+    out = tmp_path_factory.mktemp('batch_size')
+    logged = []
+    result = batch_size.run(out, 'bs', nets=list(batch_size.NETS), batch_sizes=[16, 64], seeds=[0, 1], epochs=1,
+                            base_lr=0.05, weight_decay=5e-5, img_size=16, log=logged.append)
+    yield out, result, logged
+    patch.undo()
+    torch.set_num_threads(threads)
+
+
+def test_every_net_batch_and_seed_is_trained_with_the_stated_rate(small_run):
+    out, result, logged = small_run
+    runs = list(csv.DictReader((out / 'bs_runs.csv').open()))
+    assert sorted((r['net'], int(r['batch']), int(r['seed'])) for r in runs) == sorted(
+        (net, b, s) for net in batch_size.NETS for b in (16, 64) for s in (0, 1))
+    assert {(int(r['batch']), float(r['lr'])) for r in runs} == {(16, 0.05 * 16 / 64), (64, 0.05)}
+    assert all(r['finite'] == 'True' and 0.0 <= float(r['top1']) <= 100.0 for r in runs)
+    assert sum(line.startswith('batch ') for line in logged) == 16
+
+
+def test_table_is_mean_and_spread_over_seeds(small_run):
+    out, result, _ = small_run
+    runs = list(csv.DictReader((out / 'bs_runs.csv').open()))
+    for net in batch_size.NETS:
+        for b in (16, 64):
+            top1 = [float(r['top1']) for r in runs if r['net'] == net and int(r['batch']) == b]
+            cell = result['table'][net][str(b)]
+            assert cell['mean'] == pytest.approx(statistics.fmean(top1), abs=0.006)
+            assert cell['std'] == pytest.approx(statistics.stdev(top1), abs=0.006)
+            assert (cell['min'], cell['max'], cell['n']) == (min(top1), max(top1), 2)
+    assert json.loads((out / 'bs.json').read_text())['table'] == result['table']
+    md = (out / 'bs.md').read_text()
+    assert '| net | batch 16 | batch 64 |' in md and '![top-1 against batch size](bs.png)' in md
+    assert sum(line.count(' ± ') for line in md.splitlines() if line.startswith('| ')) == 8
+    assert 'lr = 0.05 * batch / 64' in md
+    assert (out / 'bs.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert not [p.name for p in out.iterdir() if p.name.startswith('.tmp')]  # atomic writes left nothing behind
+
+
+def test_resume_keeps_finished_runs(small_run):
+    out, result, _ = small_run
+    logged = []
+    again = batch_size.run(out, 'bs', nets=list(batch_size.NETS), batch_sizes=[16, 64], seeds=[0, 1], epochs=1,
+                           base_lr=0.05, weight_decay=5e-5, img_size=16, resume=True, log=logged.append)
+    assert not any(line.startswith('batch ') for line in logged) and again['table'] == result['table']
+
+
+def test_a_seed_reproduces_its_run(small_run, tmp_path):
+    out, _, _ = small_run
+    row = next(r for r in csv.DictReader((out / 'bs_runs.csv').open()) if r['net'] == 'nf' and r['batch'] == '16'
+               and r['seed'] == '1')
+    root = _small_digits(digits.write_image_folder)(tmp_path, 16)
+    again = batch_size.train_one(root, 'nf', 16, 1, epochs=1, base_lr=0.05, weight_decay=5e-5, img_size=16)
+    assert (again['top1'], again['final_train_loss']) == (float(row['top1']), float(row['final_train_loss']))
+
+
+def test_batchnorm_is_evaluated_with_running_statistics():
+    # with running statistics a sample's logits do not depend on the rest of its batch
+    model = batch_size.build_net('bn', seed=0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, 16, 16))  # move the running statistics away from their init
+    x = torch.randn(6, 3, 16, 16)
+    y = torch.zeros(6, dtype=torch.long)
+    top1 = digits.evaluate(model, [(x, y)])
+    assert not model.training
+    with torch.no_grad():
+        assert torch.allclose(model(x)[:2], model(x[:2]), atol=1e-5)
+    assert 0.0 <= top1 <= 100.0
+    norms = [type(m).__name__ for m in batch_size.build_net('gn_ws', 0).modules() if 'Norm' in type(m).__name__]
+    assert norms and set(norms) == {'GroupNormAct'}
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--out-dir', '{missing}'], 'is not an existing folder'),
+    (['--batch-sizes', '1', '8'], 'must be at least 2'),
+    (['--epochs', '0'], 'expected a whole number of 1 or more, got 0'),
+    (['--name', 'a/b'], 'must be a plain file name stem'),
+    (['--seeds', '0', '0'], 'only once'),
+    (['--batch-sizes', 'eight'], "expected a whole number of 1 or more, got 'eight'"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    argv = [a.format(missing=tmp_path / 'missing') for a in argv]
+    if '--out-dir' not in argv:
+        argv += ['--out-dir', str(tmp_path)]
+    code = batch_size.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count('\n') == 1 and not list(tmp_path.iterdir())
+
+
+def test_model_card_shows_the_table_when_it_exists(tmp_path):
+    from hub import model_card
+    assert 'Not measured yet' in '\n'.join(model_card._batch_size_section(tmp_path))
+    results = tmp_path / 'validate' / 'results'
+    results.mkdir(parents=True)
+    (results / 'batch_size.png').write_bytes(b'png')
+    (results / 'batch_size.md').write_text('![top-1](batch_size.png)\n\n| net | batch 2 |\n')
+    section = '\n'.join(model_card._batch_size_section(tmp_path))
+    assert '![top-1](validate/results/batch_size.png)' in section and '| net | batch 2 |' in section
+
+
+def test_pixels_reaching_the_logits_at_init():
+    # the paper-exact NF net starts with every residual branch off (SkipInit gain 0) and three strided 1x1 shortcuts,
+    # each keeping one position in four: its logits see a 6x6 corner of a 32 px image; the normalised nets see it all
+    assert batch_size.pixels_reaching_logits('nf', 32) == 36
+    # timm's NF flavour has avg-pool shortcuts: every position reaches the next stage
+    assert {batch_size.pixels_reaching_logits(kind, 32) for kind in ('nf_timm', 'bn', 'gn_ws')} == {1024}
+
+
+def test_diverged_runs_are_counted_not_averaged():
+    runs = [dict(net='nf', batch=128, seed=s, top1=t, final_train_loss=l)
+            for s, t, l in ((0, 40.0, 1.5), (1, 9.72, float('nan')), (2, 30.0, 2.0))]
+    top1, loss = batch_size.summarize(runs)['nf'][128], batch_size.summarize(runs, 'final_train_loss')['nf'][128]
+    assert (top1['mean'], top1['n'], top1['diverged']) == (26.57, 3, 0)
+    assert (loss['mean'], loss['n'], loss['diverged']) == (1.75, 3, 1)
+    assert '| 1.75 (1 diverged) |' in batch_size.markdown_table({'nf': {128: loss}}, spread=False)
+
+
+def test_failures_are_named():
+    cell = lambda mean: dict(mean=mean, std=0.0, min=mean, max=mean, n=1, diverged=0)  # noqa: E731
+    table = {'nf': {2: cell(20.0), 128: cell(30.0)}, 'bn': {2: cell(37.0), 128: cell(96.0)}, 'gn_ws': {2: cell(97.0)}}
+    assert batch_size._failures(table) == ('Below 50 % top-1: NF-ResNet (paper-exact) at every batch size; '
+                                           'BatchNorm ResNet (pre-activation) at batch 2.')
+    assert batch_size._failures({'gn_ws': {2: cell(97.0)}}) == 'Below 50 % top-1: none.'
