@@ -340,8 +340,18 @@ def _targets(table: List[Dict], cfg: Settings) -> List[Dict]:
     return checks
 
 
+def _cpu_name() -> str:
+    """platform.processor() is empty on Linux; the kernel's cpuinfo names the model."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor()
+
+
 def _device_info(device: torch.device) -> Dict:
-    info = dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
+    info = dict(platform=platform.platform(), processor=_cpu_name(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads())
     if device.type == 'cuda':
         info['card'] = torch.cuda.get_device_name(device)
@@ -471,7 +481,8 @@ def _run(args: argparse.Namespace) -> int:
 
     table = _table(rows, cfg)
     where = _device_info(cfg.device)
-    print(f"\n{where.get('card', 'CPU')} ({where['torch_threads']} threads), torch {torch.__version__}, "
+    machine = where.get('card') or where['processor'] or 'CPU'
+    print(f"\n{machine} ({where['torch_threads']} threads), torch {torch.__version__}, "
           f"timm {timm.__version__}, timm_nf {timm_nf.__version__}; train batch {cfg.train_batch} at "
           f"{cfg.train_size} px, inference batch {cfg.infer_batch} at {cfg.infer_size} px, "
           f"{'bf16 autocast, channels_last' if gpu and cfg.amp_dtype else 'fp32'}; median of {rounds} rounds x "
