@@ -132,24 +132,21 @@ def check_output_folder(path: str, option: str, replace: bool = False, marker: O
 
 # --- argparse value types: the message says what is expected -------------------------------------------------
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number of 1 or more, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a whole number of 1 or more, got {value}')
-    return value
+def _whole_number_at_least(minimum: int, name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a whole number of {minimum} or more, got {text!r}') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'expected a whole number of {minimum} or more, got {value}')
+        return value
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number of 0 or more, got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected a whole number of 0 or more, got {value}')
-    return value
+positive_int = _whole_number_at_least(1, 'positive_int')
+non_negative_int = _whole_number_at_least(0, 'non_negative_int')
 
 
 def fraction(text: str) -> float:
