@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import random
 import statistics
 import tempfile
 import time
@@ -50,6 +49,7 @@ from timm_nf._command_line import (UsageError, check_output_file, command_main, 
                                    positive_int)
 
 from . import digits
+from .machine import cpu_name
 
 RESULTS_DIR = digits.RESULTS_DIR
 NETS = {
@@ -89,7 +89,6 @@ def train_one(root: Path, kind: str, batch: int, seed: int, epochs: int, base_lr
               img_size: int) -> Dict:
     """One run of digits' recipe; the seed fixes the initial weights, the data order and the crops."""
     train_loader, val_loader = digits.make_loaders(root, img_size, batch, seed)
-    random.seed(seed)
     model = build_net(kind, seed)
     lr = learning_rate(batch, base_lr)
     cpu = time.process_time()  # on a shared machine wall time says little: CPU time is what the run costs
@@ -211,7 +210,7 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
                  weight_decay=weight_decay, img_size=img_size, seeds=list(seeds), batch_sizes=list(batch_sizes),
                  nets={k: NETS[k] for k in nets}, depths=digits.DEPTHS, widths=digits.WIDTHS,
                  stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS, torch=torch.__version__, timm=timm.__version__,
-                 threads=torch.get_num_threads(), machine=platform.machine(), processor=platform.processor())
+                 threads=torch.get_num_threads(), machine=platform.machine(), processor=cpu_name())
     seconds = round(sum(r['cpu_seconds'] for r in runs), 1)
     losses = summarize(runs, 'final_train_loss')
     result = dict(setup=setup, table={k: {str(b): v for b, v in per.items()} for k, per in table.items()},
@@ -248,8 +247,10 @@ def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str)
         f'{setup["img_size"]} px), mean ± standard deviation over seeds {", ".join(map(str, setup["seeds"]))}; '
         f'{setup["epochs"]} epochs at every batch size, {setup["lr_rule"]}, SGD Nesterov with 1 warm-up epoch and '
         f'cosine decay; BatchNorm evaluated with its running statistics. Bottleneck ResNets of one shape (depths '
-        f'1-1-1-1, widths 32-64-128-256); GroupNorm with {setup["gn_groups"]} groups. '
-        f'{seconds / 60:.0f} CPU minutes of training, one thread ({setup["machine"]}). Input pixels that reach the '
+        f'{"-".join(map(str, setup["depths"]))}, widths {"-".join(map(str, setup["widths"]))}); GroupNorm with '
+        f'{setup["gn_groups"]} groups. {seconds / 60:.0f} CPU minutes of training, '
+        f'{"one thread" if setup["threads"] == 1 else str(setup["threads"]) + " threads"} ({setup["machine"]}). '
+        f'Input pixels that reach the '
         f'logits at initialisation (non-zero gradient), of {setup["img_size"] ** 2}: '
         + ', '.join(f'{NETS[k]} {n}' for k, n in setup['pixels_reaching_logits_at_init'].items()) + '.',
         '',
@@ -257,7 +258,8 @@ def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str)
         '',
         _failures(table),
         '',
-        'Training loss of the last epoch (label-smoothed cross-entropy, mean over seeds; chance is 2.30): whether a '
+        f'Training loss of the last epoch (label-smoothed cross-entropy, mean over seeds; chance is '
+        f'{digits.CHANCE_LOSS:.2f}): whether a '
         'net failed to train or only to evaluate.',
         '',
         markdown_table(losses, spread=False),

@@ -52,7 +52,8 @@ from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import UsageError, check_output_file, command_main, non_negative_int, positive_int
 from timm_nf.fusion import fuse
 from timm_nf.layers.ws_group import shared_pass_on
-from validate.op_count import eval_step_ops, train_step_ops
+from validate.machine import cpu_name
+from validate.op_count import autocast, eval_step_ops, sgd, train_step, train_step_ops
 
 PEERS = {'nf_resnet50': ('resnet50', 'resnetv2_50'), 'nf_regnet_b1': ('regnety_016', 'efficientnet_b1')}
 ALL_ROWS = ('timm', 'timm-compiled', 'timm-fused', 'eager', 'fused', 'compiled', 'peers', 'floor')
@@ -146,15 +147,11 @@ def _build_rows(arch: str, rows: List[str], cfg: Settings) -> List[Row]:
             out.append(Row(arch, f'{FLOORS[arch]} without BatchNorm (floor)', model, model))
     for row in out:
         if row.train_model is not None:
-            row.optimizer = torch.optim.SGD(row.train_model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
+            row.optimizer = sgd(row.train_model)
     return out
 
 
 # ----------------------------------------------------------------------------------------------- timing
-
-def _autocast(cfg: Settings):
-    return torch.autocast(cfg.device.type, dtype=cfg.amp_dtype, enabled=cfg.amp_dtype is not None)
-
 
 def _inputs(batch: int, size: int, cfg: Settings):
     x = torch.randn(batch, 3, size, size, device=cfg.device)
@@ -163,16 +160,8 @@ def _inputs(batch: int, size: int, cfg: Settings):
     return x, torch.randint(0, 1000, (batch,), device=cfg.device)
 
 
-def _train_step(row: Row, x: torch.Tensor, y: torch.Tensor, cfg: Settings) -> None:
-    row.optimizer.zero_grad(set_to_none=True)
-    with _autocast(cfg):
-        loss = F.cross_entropy(row.train_model(x), y)
-    loss.backward()
-    row.optimizer.step()
-
-
 def _infer_step(row: Row, x: torch.Tensor, cfg: Settings) -> None:
-    with torch.inference_mode(), _autocast(cfg):
+    with torch.inference_mode(), autocast(cfg.device.type, cfg.amp_dtype):
         row.infer_model(x)
 
 
@@ -208,7 +197,7 @@ def _measure_train(row: Row, x, y, cfg: Settings, timed: bool) -> None:
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    seconds = _time(lambda: _train_step(row, x, y, cfg), cfg)
+    seconds = _time(lambda: train_step(row.train_model, row.optimizer, x, y, cfg.amp_dtype), cfg)
     if timed:
         row.train_s.append(seconds)
         if gpu:  # other rows' weights share the card: this step's growth plus this model's own persistent state
@@ -229,7 +218,7 @@ def _saved_for_backward_bytes(row: Row, x, y, cfg: Settings) -> int:
         return t
 
     row.train_model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _autocast(cfg):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(cfg.device.type, cfg.amp_dtype):
         loss = F.cross_entropy(row.train_model(x), y)
     loss.backward()
     row.train_model.zero_grad(set_to_none=True)
@@ -340,18 +329,8 @@ def _targets(table: List[Dict], cfg: Settings) -> List[Dict]:
     return checks
 
 
-def _cpu_name() -> str:
-    """platform.processor() is empty on Linux; the kernel's cpuinfo names the model."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-    except OSError:
-        names = []
-    return names[0] if names else platform.processor()
-
-
 def _device_info(device: torch.device) -> Dict:
-    info = dict(platform=platform.platform(), processor=_cpu_name(), cpu_count=os.cpu_count(),
+    info = dict(platform=platform.platform(), processor=cpu_name(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads())
     if device.type == 'cuda':
         info['card'] = torch.cuda.get_device_name(device)
@@ -363,7 +342,7 @@ def _device_info(device: torch.device) -> Dict:
 
 def _csv(value: str, allowed, what: str) -> List[str]:
     items = [v for v in value.split(',') if v]
-    bad = [v for v in items if allowed is not None and v not in allowed]
+    bad = [v for v in items if v not in allowed]
     if bad or not items:
         raise argparse.ArgumentTypeError(f"unknown {what} {bad}: expected a comma-separated subset of {list(allowed)}")
     return items

@@ -21,6 +21,7 @@ About 3 minutes on 2 cores. On a busy machine set OMP_NUM_THREADS=1: two OpenMP 
 processes made these small steps 20x slower (the committed results were taken with one thread).
 """
 import csv
+import io
 import json
 import math
 import platform
@@ -264,10 +265,11 @@ def run(out_dir: Path, img_size: int, batch_size: int, epochs: int, lr: float, w
             log(f"largest lr that trains: {json.dumps(results['largest_lr_trains'])}")
             log(f"largest lr that learned: {json.dumps(results['largest_lr_learned'])}")
             _write_json(out_dir / f'{name}_sweep.json', results)
-            with open(out_dir / f'{name}_sweep.csv', 'w', newline='') as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            table = io.StringIO(newline='')
+            writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text_atomic(out_dir / f'{name}_sweep.csv', table.getvalue())
             out['sweep'] = results
     log(f'wrote {sorted(str(p) for p in out_dir.glob(name + "*"))}')
     return out

@@ -45,24 +45,35 @@ def _batch(model: nn.Module, batch: int, size: int, device, channels_last: bool)
     return x, torch.randint(0, classes, (batch,), device=device)
 
 
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of every benchmarked and counted training step: SGD with momentum, foreach (few kernels)."""
+    return torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
+
+
+def autocast(device_type: str, amp_dtype: Optional[torch.dtype]):
+    return torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               amp_dtype: Optional[torch.dtype] = None) -> None:
+    """One eager training step: forward, cross-entropy, backward, optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(x.device.type, amp_dtype):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+
+
 def train_step_ops(model: nn.Module, batch: int = 2, size: int = 64, amp_dtype: Optional[torch.dtype] = None,
                    channels_last: bool = False) -> KernelCounter:
     """Ops of one eager training step of `model` (trained in place: pass a copy)."""
     device = next(model.parameters()).device
     x, y = _batch(model, batch, size, device, channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
+    optimizer = sgd(model)
     model.train()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-
-    step(), step()
+    train_step(model, optimizer, x, y, amp_dtype), train_step(model, optimizer, x, y, amp_dtype)
     with KernelCounter() as counter:
-        step()
+        train_step(model, optimizer, x, y, amp_dtype)
     return counter
 
 
@@ -72,7 +83,7 @@ def eval_step_ops(model: nn.Module, batch: int = 2, size: int = 64, amp_dtype: O
     device = next(model.parameters()).device
     x, _ = _batch(model, batch, size, device, channels_last)
     model.eval()
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    with torch.no_grad(), autocast(device.type, amp_dtype):
         model(x), model(x)
         with KernelCounter() as counter:
             model(x)

@@ -75,12 +75,8 @@ def _measure(build: Callable[[], nn.Module], name: str, size: int, batch: int, g
     return result
 
 
-def _blocks(result: SPPResult, stage: int = None):
-    return [r for r in result.rows if r.index > 0 and (stage is None or r.stage == stage)]
-
-
-def _stages(result: SPPResult) -> List[int]:
-    return sorted({r.stage for r in _blocks(result)})
+def _blocks(result: SPPResult):
+    return [r for r in result.rows if r.index > 0]
 
 
 def _linear_fit(ys: List[float]):
@@ -102,8 +98,8 @@ def _check_nf(ws: SPPResult, he: SPPResult, checks: Checks) -> Dict:
     err = _staircase_error(ws)
     checks.add('NF Scaled WS: avg variance follows 1 + kα² in every stage (10%)', err <= 0.10,
                f'largest deviation {err:.1%}')
-    firsts = [_blocks(ws, s)[0].avg_var for s in _stages(ws)]
-    lasts = [_blocks(ws, s)[-1].avg_var for s in _stages(ws)]
+    firsts = [rows[0].avg_var for rows in ws.stages().values()]
+    lasts = [rows[-1].avg_var for rows in ws.stages().values()]
     checks.add('NF Scaled WS: variance resets at each transition', all(abs(f / (1 + ALPHA ** 2) - 1) <= 0.10
                                                                       for f in firsts),
                f'first block of each stage {_fmt(firsts)} (1+α² = {1 + ALPHA ** 2:.2f}); last {_fmt(lasts)}')
@@ -122,14 +118,15 @@ def _check_nf(ws: SPPResult, he: SPPResult, checks: Checks) -> Dict:
 
 def _check_bn(bn_relu: SPPResult, relu_bn: SPPResult, checks: Checks) -> Dict:
     for label, result in (('BN→ReLU→Conv', bn_relu), ('ReLU→BN→Conv', relu_bn)):
-        fits = [_linear_fit([r.avg_var for r in _blocks(result, s)]) for s in _stages(result)]
+        stages = list(result.stages().values())
+        fits = [_linear_fit([r.avg_var for r in rows]) for rows in stages]
         checks.add(f'{label}: variance grows linearly within each stage (slope > 0, R² ≥ 0.98)',
                    all(slope > 0 and r2 >= 0.98 for slope, r2 in fits),
                    'slope/block ' + _fmt([f[0] for f in fits]) + ', R² ' + _fmt([f[1] for f in fits], 4))
-        drops = [_blocks(result, s + 1)[0].avg_var / _blocks(result, s)[-1].avg_var for s in _stages(result)[:-1]]
+        drops = [after[0].avg_var / before[-1].avg_var for before, after in zip(stages, stages[1:])]
         checks.add(f'{label}: variance resets at each transition (first / previous last ≤ 0.5)',
                    all(d <= 0.5 for d in drops), 'ratios ' + _fmt(drops))
-    growth = [_blocks(bn_relu, s)[-1].avg_sq_mean / _blocks(bn_relu, s)[0].avg_sq_mean for s in _stages(bn_relu)]
+    growth = [rows[-1].avg_sq_mean / rows[0].avg_sq_mean for rows in bn_relu.stages().values()]
     checks.add('BN→ReLU→Conv: squared mean grows with depth (last / first block of each stage ≥ 3)',
                all(g >= 3 for g in growth), 'ratios ' + _fmt(growth))
     share = [_mean_share(r) for r in _blocks(relu_bn)]
@@ -157,8 +154,7 @@ def _mean_share(row) -> float:
 def _summary(result: SPPResult) -> Dict:
     """Per stage: avg_var first/last/mean, largest squared mean, residual variance range; plus the settings."""
     stages = {}
-    for s in _stages(result):
-        rows = _blocks(result, s)
+    for s, rows in result.stages().items():
         res = [r.res_avg_var for r in rows if not math.isnan(r.res_avg_var)]  # blank: block without a known branch
         stages[str(s)] = dict(
             avg_var_first=round(rows[0].avg_var, 4), avg_var_last=round(rows[-1].avg_var, 4),

@@ -7,7 +7,7 @@ cannot keep an outdated description.
 """
 import math
 import statistics
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 from timm_nf.spp import SPPResult
 
@@ -25,19 +25,12 @@ POPULAR = (
 CONSTANT = 0.01  # relative change from first to last block of a stage below which it reads as constant
 
 
-def _stages(result: SPPResult) -> List[List]:
-    by_stage: Dict[int, List] = {}
-    for row in result.rows[1:]:
-        by_stage.setdefault(row.stage, []).append(row)
-    return [by_stage[s] for s in sorted(by_stage)]
-
-
 def _g(value: float) -> str:
     return f'{value:.3g}'
 
 
 def variance_phrase(result: SPPResult) -> str:
-    stages = _stages(result)
+    stages = list(result.stages().values())
     firsts, lasts = [s[0].avg_var for s in stages], [s[-1].avg_var for s in stages]
     if all(abs(last / first - 1) < CONSTANT for first, last in zip(firsts, lasts)):
         where = 'over the blocks' if len(stages) == 1 else 'within each stage'

@@ -8,7 +8,7 @@ the branch ends are known by block type, here, and nowhere else in timm_nf.spp. 
 residual-branch value.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,6 @@ class Site:
     block: int              # 0-based within the stage
     module: nn.Module       # its forward output is the block output
     branch: Optional[BranchProbe]
-    name: str = ''          # its module name in the model
 
 
 @dataclass
@@ -148,8 +147,6 @@ _BRANCHES: Sequence[Tuple[type, Callable[[nn.Module], Optional[BranchProbe]]]] =
     (timm_effnet.UniversalInvertedResidual, _uir_branch),
     (timm_vit.Block, _vit_branch),
 )
-# models whose other residual blocks (ResNeSt, Res2Net, ...) still end their branch in se/bn3/bn2
-_MODEL_BRANCHES: Dict[type, Callable[[nn.Module], Optional[BranchProbe]]] = {timm_resnet.ResNet: _resnet_branch}
 
 
 def branch_probe(model: nn.Module, block: nn.Module) -> Optional[BranchProbe]:
@@ -157,9 +154,8 @@ def branch_probe(model: nn.Module, block: nn.Module) -> Optional[BranchProbe]:
     for block_type, probe in _BRANCHES:
         if isinstance(block, block_type):
             return probe(block)
-    for model_type, probe in _MODEL_BRANCHES.items():
-        if isinstance(model, model_type):
-            return probe(block)
+    if isinstance(model, timm_resnet.ResNet):  # its other blocks (ResNeSt, Res2Net, ...) still end in se/bn3/bn2
+        return _resnet_branch(block)
     return None
 
 
@@ -167,6 +163,6 @@ def find_anatomy(model: nn.Module, blocks: Optional[str] = None) -> Anatomy:
     """The residual blocks of `model`, by timm's conventions or named by the `blocks` pattern; ValueError when
     neither finds any (the message names the pattern option)."""
     stages = find_stages(model, blocks)
-    sites = [Site(stage_idx, block_idx, module, branch_probe(model, module), name)
-             for stage_idx, stage in enumerate(stages, start=1) for block_idx, (name, module) in enumerate(stage)]
+    sites = [Site(stage_idx, block_idx, module, branch_probe(model, module))
+             for stage_idx, stage in enumerate(stages, start=1) for block_idx, (_, module) in enumerate(stage)]
     return Anatomy(sites, channels_last=getattr(model, 'output_fmt', 'NCHW') == 'NHWC')

@@ -12,6 +12,7 @@ import torch
 from .._atomic import atomic_path
 from .._command_line import (UsageError, check_model_name, check_output_file, command_main,
                              finite_float, positive_int)
+from .conventions import CONVENTIONS
 from .plot import figure_formats, plot_spp
 from .result import SPPResult, write_csv
 from .stats import BN_STATS, has_skipinit_gain, signal_propagation
@@ -20,7 +21,7 @@ PROG = 'timm-nf spp'
 DESCRIPTION = ('Signal Propagation Plots (Brock, De & Smith 2021): per residual block, the average channel squared '
                'mean and variance of the block output and the variance at the end of the residual branch, for '
                "timm_nf models and any timm model whose residual blocks follow timm's naming conventions "
-               '(stages/blocks, layerN, sN) or are named with --blocks.')
+               f'({", ".join(CONVENTIONS)}) or are named with --blocks.')
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

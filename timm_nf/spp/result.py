@@ -15,9 +15,9 @@ COLUMNS = ('model', 'index', 'stage', 'block', 'avg_sq_mean', 'avg_var', 'res_av
 
 @dataclass(frozen=True)
 class BlockStats:
-    """index 0 is the stem output (stage 0); index i ≥ 1 is the output of the i-th residual block.
+    """index 0 is the input of the first residual block (stage 0); index i ≥ 1 is the output of the i-th block.
 
-    res_avg_var is NaN for the stem and where the family gives no access to the branch end.
+    res_avg_var is NaN at index 0 and where the block type gives no access to the branch end.
     """
     index: int
     stage: int
@@ -37,13 +37,19 @@ class SPPResult:
     def column(self, name: str) -> List[float]:
         return [getattr(row, name) for row in self.rows]
 
+    def stages(self) -> Dict[int, List[BlockStats]]:
+        """The block rows (index ≥ 1) of each stage, stages and blocks in order."""
+        by_stage: Dict[int, List[BlockStats]] = {}
+        for row in self.rows[1:]:
+            by_stage.setdefault(row.stage, []).append(row)
+        return dict(sorted(by_stage.items()))
+
     def stage_starts(self) -> List[int]:
         """The index of each stage's first block: where a stage boundary is drawn."""
         return [row.index for prev, row in zip(self.rows, self.rows[1:]) if row.stage != prev.stage and row.stage > 1]
 
     def to_records(self) -> List[Dict[str, Any]]:
-        seeds = dict(input_seed=self.settings.get('seed') if self.settings.get('input') == 'gaussian' else None,
-                     init_seed=self.settings.get('init_seed'))
+        seeds = dict(input_seed=self.settings.get('seed'), init_seed=self.settings.get('init_seed'))
         return [dict(model=self.model, **asdict(row), **seeds) for row in self.rows]
 
     def to_csv(self, path: Optional[str] = None) -> str:

@@ -5,9 +5,8 @@ from typing import Dict, Iterator, List, Optional, Union
 import torch
 from timm.models import nfnet as timm_nfnet
 from torch import nn
-from tqdm.auto import tqdm
 
-from .._progress import progress_wanted
+from .._progress import progress_bar
 from ..models.block import NFBlock
 from .anatomy import Anatomy, find_anatomy, reduce_dims
 from .inputs import folder_input, gaussian_input
@@ -62,10 +61,10 @@ def signal_propagation(
     name = name or _model_name(model)
     rows: List[BlockStats] = []
     # by default: a bar for deep nets only, and only on a terminal outside CI
-    show = progress if progress is not None else len(anatomy.sites) >= PROGRESS_MIN_BLOCKS and progress_wanted()
+    show = progress if progress is not None else (None if len(anatomy.sites) >= PROGRESS_MIN_BLOCKS else False)
 
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=len(anatomy.sites), desc=f'spp {name}', unit='block', disable=not show))
+        bar = stack.enter_context(progress_bar(total=len(anatomy.sites), desc=f'spp {name}', unit='block', show=show))
         stack.enter_context(_eval_mode(model))
         stack.enter_context(torch.no_grad())
         if bn_stats == 'batch':
