@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -74,12 +73,11 @@ def load_fused(path: str, model_name: Optional[str] = None, **kwargs) -> nn.Modu
     try:
         create_kwargs = {**json.loads(meta.get('create_kwargs', '{}')), **kwargs}
         model = fuse(timm.create_model(model_name, pretrained=False, **create_kwargs).eval())
-    except (RuntimeError, TypeError, ValueError, json.JSONDecodeError) as e:
+    except (RuntimeError, TypeError, ValueError) as e:
         raise FusedFileError(f'cannot build {model_name} for {path}: {e}') from None
     state_dict = load_file(str(path))
     problems = state_dict_mismatch(model.state_dict(), state_dict)
     if problems:
         raise FusedFileError(f'{path} does not hold fused {model_name} weights ({create_kwargs}): ' + '; '.join(problems))
-    with torch.no_grad():
-        model.load_state_dict(state_dict)
+    model.load_state_dict(state_dict)
     return model

@@ -3,7 +3,7 @@
 A normalizer-free net has no batch statistics, so at inference its weight standardisation, WS gains, γ, β, α and
 SkipInit gains are constants. Each of our modules that holds them has a `fuse()` method (WSConv2d, NFBlock and the
 shortcut), which is the interface timm's `reparameterize_model` (`--reparam` in its scripts) looks for; `fuse(model)`
-here is that same walk. timm's own NormFreeNet has no such methods: this module fuses it from outside, folding each
+here gives the same modules. timm's own NormFreeNet has no such methods: this module fuses it from outside, folding each
 scalar into the neighbouring convolution wherever that is exact (a scalar on a conv's input or output; never through
 a non-homogeneous activation such as SiLU).
 
@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer
+from timm.layers import (Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer,
+                         register_notrace_module)
 from timm.models import nfnet as timm_nfnet
 from torch import nn
 
@@ -40,15 +41,13 @@ def _fuse_scaled_std_conv(conv: nn.Conv2d, input_scale: float = 1.0, output_scal
     ).reshape_as(conv.weight)
     weight = weight * (input_scale * output_scale)
     bias = None if conv.bias is None else conv.bias * output_scale
-    if isinstance(conv, ScaledStdConv2dSame) and conv.same_pad:  # keep timm's dynamic SAME padding
-        plain = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=0,
-                           dilation=conv.dilation, groups=conv.groups, bias=bias is not None,
-                           device=weight.device, dtype=weight.dtype)
-        plain.weight.copy_(weight)
-        if bias is not None:
-            plain.bias.copy_(bias)
-        return freeze_(plain)
-    return FusedConv2d.like(conv, weight, bias)
+    same_pad = isinstance(conv, ScaledStdConv2dSame) and conv.same_pad
+    return (_FusedConv2dSame if same_pad else FusedConv2d).like(conv, weight, bias)
+
+
+@register_notrace_module  # as timm registers Conv2dSame: its padding depends on the input's shape
+class _FusedConv2dSame(FusedConv2d, Conv2dSame):
+    """A fused ScaledStdConv2dSame: timm's dynamic SAME padding is kept."""
 
 
 # ------------------------------------------------------------------------------------- timm's NormFreeNet
@@ -166,18 +165,20 @@ def fuse(model: nn.Module) -> nn.Module:
     """A frozen inference copy of `model` (our NFNet, or timm's NormFreeNet) with every WS conv folded, in eval mode.
 
     The copy computes the same outputs (within float rounding) with plain convolutions; the original is untouched.
-    For our nets this is the walk of timm's `reparameterize_model`, so `--reparam`, `model.fuse()` and `fuse(model)`
-    give the same modules and weights; `fuse` also freezes what has no `fuse()` (the classifier). Fusing an already
+    For our nets it walks the model as timm's `reparameterize_model` does (outermost `fuse()` first, without
+    walking into what it replaced), so `--reparam`, `model.fuse()` and `fuse(model)` give the same modules and weights; `fuse` also freezes what has no `fuse()` (the classifier). Fusing an already
     fused model returns it unchanged. A progress bar shows on a terminal for deep nets.
     """
-    if isinstance(model, FusedNormFreeNet) or not any(isinstance(m, (WSConv2d, ScaledStdConv2d)) for m in model.modules()) \
-            and any(isinstance(m, FrozenMixin) for m in model.modules()):
-        return model
+    modules = list(model.modules())
+    has_ws = any(isinstance(m, WSConv2d) for m in modules)
+    if not has_ws and not any(_is_scaled_std_conv(m) for m in modules) and any(isinstance(m, FrozenMixin)
+                                                                                for m in modules):
+        return model  # fused already
     if isinstance(model, timm_nfnet.NormFreeNet):
         fused = copy.deepcopy(model)
         _fuse_normfreenet(fused)
         return freeze_(fused)
-    if not any(isinstance(m, WSConv2d) for m in model.modules()):
+    if not has_ws:
         hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
         raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
     fused = copy.deepcopy(model)

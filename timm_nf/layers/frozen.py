@@ -5,6 +5,7 @@ would silently train something else. Yet a frozen fused backbone or teacher insi
 the parent's `.train()` must keep working: the fused part stays in eval mode and says so once per process.
 """
 import warnings
+from typing import Optional
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ class FusedConv2d(FrozenMixin, nn.Conv2d):
     """A plain conv holding a folded weight and bias: what a WS conv becomes after fusion."""
 
     @classmethod
-    def like(cls, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> 'FusedConv2d':
+    def like(cls, conv: nn.Conv2d, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> 'FusedConv2d':
         """A fused conv with `conv`'s geometry holding (weight, bias), in the weight's memory format."""
         fused = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,

@@ -6,35 +6,25 @@ Each is the other's transpose, so each one's backward is the other: gradients of
 `torch.segment_reduce` alone has no double backward, and autograd's backward of `index_select` is an atomic
 `index_add`, which is why both have a hand-written backward here.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Sequence
 
 import torch
 
 
 class SegmentLayout:
-    """Row lengths of a flat tensor, with the per-device tensors the two ops need (built once per device)."""
+    """Row lengths of a flat tensor on one device, and the row index of every element (for `index_select`)."""
 
-    def __init__(self, lengths: Sequence[int]):
-        self.lengths = tuple(int(n) for n in lengths)
-        self.numel = sum(self.lengths)
-        self._tensors: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def tensors(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(row lengths, row index of every element) on `device`."""
-        if device not in self._tensors:
-            lengths = torch.tensor(self.lengths, dtype=torch.long, device=device)
-            rows = torch.arange(len(self.lengths), dtype=torch.int32, device=device)
-            self._tensors[device] = lengths, rows.repeat_interleave(lengths, output_size=self.numel)
-        return self._tensors[device]
-
-    def __getstate__(self):
-        return {'lengths': self.lengths, 'numel': self.numel, '_tensors': {}}  # device tensors are rebuilt on use
+    def __init__(self, lengths: Sequence[int], device: torch.device):
+        self.numel = sum(lengths)
+        self.lengths = torch.tensor(lengths, dtype=torch.long, device=device)
+        rows = torch.arange(len(lengths), dtype=torch.int32, device=device)
+        self.row_index = rows.repeat_interleave(self.lengths, output_size=self.numel)
 
 
 class _SegmentSum(torch.autograd.Function):
     @staticmethod
     def forward(values: torch.Tensor, layout: SegmentLayout) -> torch.Tensor:
-        return torch.segment_reduce(values, 'sum', lengths=layout.tensors(values.device)[0], unsafe=True)
+        return torch.segment_reduce(values, 'sum', lengths=layout.lengths, unsafe=True)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -48,7 +38,7 @@ class _SegmentSum(torch.autograd.Function):
 class _SegmentExpand(torch.autograd.Function):
     @staticmethod
     def forward(row_values: torch.Tensor, layout: SegmentLayout) -> torch.Tensor:
-        return row_values.index_select(0, layout.tensors(row_values.device)[1])
+        return row_values.index_select(0, layout.row_index)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

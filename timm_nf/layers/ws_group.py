@@ -237,13 +237,13 @@ class WSGroup:
                                     dtype=dtype, device=device)
 
             self._constants[key] = _RowConstants(
-                layout=SegmentLayout([c.fan_in for c in convs for _ in range(c.out_channels)]),
+                layout=SegmentLayout([c.fan_in for c in convs for _ in range(c.out_channels)], device),
                 inv_fan_in=rows([1.0 / c.fan_in for c in convs]),
                 eps=rows([c.var_eps_fan_in for c in convs]) if any(c.var_eps_fan_in for c in convs) else None,
                 floor=convs[0].var_floor,
                 weight_scale=rows([c.weight_scale for c in convs]),
                 output_scale=rows([c.output_scale for c in convs]),
-                conv_layout=SegmentLayout([c.out_channels for c in convs]),
+                conv_layout=SegmentLayout([c.out_channels for c in convs], device),
                 one=torch.ones(1, dtype=dtype, device=device),
             )
         return self._constants[key]

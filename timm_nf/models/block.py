@@ -94,7 +94,6 @@ class NFBlock(nn.Module):
         out = self.drop_path(self.conv3(self.act3(out), self.skipinit_gain))
         return out.add_(shortcut)  # in place: nothing saved for backward reads the branch output
 
-    @torch.no_grad()
     def fuse(self) -> FusedNFBlock:
         """The frozen inference block: plain convs holding every folded scalar; the original is left untouched."""
         return FusedNFBlock(

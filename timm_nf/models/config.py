@@ -124,32 +124,11 @@ def _check_fields(cfg: 'NFConfig') -> None:
 
 def check_arguments(cfg: NFConfig, num_classes: Any, in_chans: Any, output_stride: Any, drop_rate: Any,
                     drop_path_rate: Any) -> None:
-    """NFNet's constructor arguments, and the layer widths they lead to, as ValueErrors naming the argument."""
+    """NFNet's constructor arguments as ValueErrors naming the argument (the net checks its grouped widths)."""
     check_number('num_classes', num_classes, 0, whole=True)
     check_number('in_chans', in_chans, 1, whole=True)
-    if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):
+    if output_stride not in (8, 16, 32):
         raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
     for name, value in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):
         if value is not None:
             check_number(name, value, *_RANGES[name])
-    _check_group_size(cfg)
-
-
-def _check_group_size(cfg: NFConfig) -> None:
-    """A grouped 3x3 conv needs at least one group: every middle width must be >= group_size."""
-    if not cfg.group_size:
-        return
-    from .net import _channel_rounders  # the net's own rounding, so that this check cannot drift from it
-    round_chs, _ = _channel_rounders(cfg.channel_rounding)
-    prev, block = round_chs(cfg.stem_width * cfg.width_factor), 0
-    for depth, width in zip(cfg.depths, cfg.widths):
-        out = round_chs(width * cfg.width_factor)
-        for _ in range(depth):
-            ratio = cfg.first_block_ratio if block == 0 and cfg.first_block_ratio is not None else cfg.bottleneck_ratio
-            mid = round_chs((prev if cfg.bottleneck_from == 'input' else out) * ratio)
-            if mid < cfg.group_size:
-                raise ValueError(
-                    f'group_size={cfg.group_size} is more than the {mid} channels of a grouped conv (width_factor='
-                    f'{cfg.width_factor:g}, bottleneck_ratio={ratio:g}): group_size must be a whole number in '
-                    f'[0, {mid}] here (0: dense convs), or raise width_factor / bottleneck_ratio')
-            prev, block = out, block + 1

@@ -99,6 +99,11 @@ class NFNet(nn.Module):
                 if block_idx_total == 0 and cfg.first_block_ratio is not None:
                     ratio = cfg.first_block_ratio
                 mid_chs = round_chs((prev_chs if cfg.bottleneck_from == 'input' else out_chs) * ratio)
+                if cfg.group_size and mid_chs < cfg.group_size:  # a grouped conv needs at least one group
+                    raise ValueError(
+                        f'group_size={cfg.group_size} is more than the {mid_chs} channels of a grouped conv '
+                        f'(width_factor={cfg.width_factor:g}, bottleneck_ratio={ratio:g}): group_size must be a whole '
+                        f'number in [0, {mid_chs}] here (0: dense convs), or raise width_factor / bottleneck_ratio')
                 groups = mid_chs // cfg.group_size if cfg.group_size else 1
                 mid_chs = groups * cfg.group_size if cfg.group_size else mid_chs
                 blocks.append(NFBlock(
