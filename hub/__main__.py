@@ -1,8 +1,7 @@
 """`python -m hub publish|verify|card ...`: the maintainers' commands, in timm-nf's command-line convention."""
 import sys
 
-import timm_nf  # noqa: F401  registers the models, whatever the autoload hook's setting
-from timm_nf._command_line import dispatch
+from timm_nf._command_line import dispatch  # importing timm_nf registers the models, whatever the hook's setting
 
 COMMANDS = {
     'publish': ('hub.publish', 'a train.py checkpoint -> a Hub repo folder (model.safetensors, config.json, '

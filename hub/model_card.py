@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import check_output_file, command_main
+from timm_nf._command_line import check_output_file, command_main, description
 from timm_nf.models import published
 from timm_nf.models.config import NFConfig
 from timm_nf.models.variants import DATA_CONFIGS, MODEL_CONFIGS
@@ -230,4 +230,4 @@ def run(opts) -> int:
 
 
 def main(argv=None) -> int:
-    return command_main('python -m hub card', __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)
+    return command_main('python -m hub card', description(__doc__), add_arguments, run, argv)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from timm.models import save_for_hf
 
-from timm_nf._command_line import UsageError, check_output_folder, command_main, fraction, positive_int
+from timm_nf._command_line import UsageError, check_output_folder, command_main, description, fraction, positive_int
 from timm_nf.checkpoint import TrainCheckpoint, build_model, read_checkpoint
 from timm_nf.models.published import load_published, upsert_published
 
@@ -237,4 +237,4 @@ def run(opts) -> int:
 
 
 def main(argv=None) -> int:
-    return command_main(PROG, __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)
+    return command_main(PROG, description(__doc__), add_arguments, run, argv)

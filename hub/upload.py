@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from timm_nf._command_line import UsageError
+from timm_nf._command_line import UsageError, first_line
 
 from .names import RepoName
 
@@ -31,11 +31,6 @@ def network_errors() -> Tuple[type, ...]:
     return tuple(errors)
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def check_token(repo: RepoName, token: Optional[str] = None) -> str:
     """The user name the token belongs to; UploadError before anything is uploaded if it cannot write to repo.org."""
     try:
@@ -45,10 +40,10 @@ def check_token(repo: RepoName, token: Optional[str] = None) -> str:
                           '(nothing was uploaded; use --out DIR to build the folder without uploading)') from None
     except HfHubHTTPError as e:
         status = getattr(e.response, 'status_code', None)
-        raise UploadError(f'the Hub rejected the token (HTTP {status}): {_first_line(e)} '
+        raise UploadError(f'the Hub rejected the token (HTTP {status}): {first_line(e)} '
                           f'(nothing was uploaded)') from None
     except network_errors() as e:
-        raise UploadError(f'cannot reach the Hub to check the token: {_first_line(e)} (nothing was built or '
+        raise UploadError(f'cannot reach the Hub to check the token: {first_line(e)} (nothing was built or '
                           f'uploaded; use --out DIR to build the folder offline)') from None
     namespaces = {info.get('name')} | {org.get('name') for org in info.get('orgs', [])}
     if repo.org not in namespaces:
@@ -66,5 +61,5 @@ def upload(folder: Path, repo: RepoName, token: Optional[str] = None, private: b
         return api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder),
                                  commit_message=commit_message or f'Add {repo.model_tag} (timm-nf)')
     except (HfHubHTTPError,) + network_errors() as e:
-        raise UploadError(f'the upload to {repo.repo_id} failed: {_first_line(e)} (nothing was committed; the '
+        raise UploadError(f'the upload to {repo.repo_id} failed: {first_line(e)} (nothing was committed; the '
                           f'registry was not changed)') from None

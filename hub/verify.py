@@ -8,13 +8,13 @@ included), 2 for bad input (a missing folder, an unknown tag, an unreadable chec
 import argparse
 import hashlib
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import timm
 from safetensors import SafetensorError
 
-from timm_nf._command_line import UsageError, command_main, positive_int
+from timm_nf._command_line import UsageError, command_main, description, first_line, positive_int
 from timm_nf.checkpoint import (CheckpointError, build_model, checkpoint_file, read_checkpoint, read_safetensors,
                                 state_dict_mismatch)
 
@@ -70,8 +70,7 @@ def load_published(source: str) -> torch.nn.Module:
     except RuntimeError as e:  # timm: "Invalid pretrained tag (x) for arch", "Unknown model (x)"
         raise UsageError(f'{source}: {e}') from None
     except network_errors() as e:  # no network, offline mode, not in the local cache
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f'cannot download {source}: {text}') from None
+        raise UsageError(f'cannot download {source}: {first_line(e)}') from None
 
 
 def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: int, atol: float
@@ -102,7 +101,7 @@ def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: in
     return checks
 
 
-def verify(source: str, checkpoint_path: str, use_ema: bool = True, img_size: int = 0, atol: float = 1e-5
+def verify(source: str, checkpoint_path: str, use_ema: bool = True, img_size: Optional[int] = None, atol: float = 1e-5
            ) -> List[Tuple[bool, str, str]]:
     source = _source(source)
     checkpoint_file(checkpoint_path)  # a missing or unreadable checkpoint fails before any download
@@ -123,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(opts) -> int:
     try:
-        checks = verify(opts.source, opts.checkpoint, not opts.no_ema, opts.img_size or 0, opts.atol)
+        checks = verify(opts.source, opts.checkpoint, not opts.no_ema, opts.img_size, opts.atol)
     except VerifyError as e:
         print(f'FAIL  {opts.source}: {e}')
         return 1
@@ -134,4 +133,4 @@ def run(opts) -> int:
 
 
 def main(argv=None) -> int:
-    return command_main(PROG, __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)
+    return command_main(PROG, description(__doc__), add_arguments, run, argv)

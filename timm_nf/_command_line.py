@@ -15,6 +15,8 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import timm
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -28,6 +30,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f'{self.prog}: error: {message} (`{self.prog} --help` describes the arguments)\n')
+
+
+def description(docstring: str) -> str:
+    """A command's --help description from its module docstring: the first paragraph, without its "`usage`: " lead."""
+    text = ' '.join(docstring.strip().split('\n\n', 1)[0].split())
+    return text.split('`: ', 1)[1] if text.startswith('`') else text
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none: a one-line error can quote it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def fail(prog: str, message: str) -> int:
@@ -172,7 +186,6 @@ def finite_float(text: str) -> float:
 
 def check_model_name(name: str) -> None:
     """UsageError naming close matches when timm has no model `name` (an 'arch.tag' name counts by its arch)."""
-    import timm
     if timm.is_model(name):
         return
     matches = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model
 
-from ._command_line import UsageError
+from ._command_line import UsageError, first_line
 
 # the order train.py's CheckpointSaver makes them in, best first
 _FOLDER_CHECKPOINTS = ('model_best.pth.tar', 'last.pth.tar')
@@ -61,6 +61,11 @@ class TrainCheckpoint:
     version: Optional[int] = None
     recorded_arch: Optional[str] = None             # what the checkpoint itself says it is
 
+    @property
+    def is_ema(self) -> bool:
+        """The weights are train.py's EMA weights."""
+        return self.weights in _EMA_KEYS
+
 
 def read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
     """A safetensors file's tensors; CheckpointError if the file is empty, text, truncated or corrupt."""
@@ -99,9 +104,8 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location='cpu', weights_only=True)
     except Exception as e:  # noqa: BLE001  anything the unpickler raises means: not a checkpoint we can read
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (truncated or corrupt?): '
-                              f'{detail[:200]}') from None
+                              f'{first_line(e)[:200]}') from None
 
 
 def _pick_weights(checkpoint: Dict[str, Any], use_ema: bool) -> Tuple[str, Dict[str, torch.Tensor]]:
@@ -147,11 +151,12 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
     if not timm.is_model(arch):
         raise CheckpointError(f'{path}: {arch!r} is not a registered timm model; pass the model name (--model)')
     recorded = model_args_from_train_args(train_args)
-    head = clean_state_dict(state_dict).get('head.fc.weight')
+    state_dict = clean_state_dict(state_dict)
+    head = state_dict.get('head.fc.weight')
     if 'num_classes' not in recorded and head is not None:
         recorded['num_classes'] = head.shape[0]  # a bare state dict does not record it; its classifier does
     return TrainCheckpoint(
-        path=path, arch=arch, state_dict=clean_state_dict(state_dict), weights=weights,
+        path=path, arch=arch, state_dict=state_dict, weights=weights,
         model_args={**recorded, **(model_args or {})}, train_args=train_args,
         epoch=meta.get('epoch'), metric=meta.get('metric'), version=meta.get('version'), recorded_arch=recorded_arch)
 

@@ -194,4 +194,10 @@ def fuse(model: nn.Module) -> nn.Module:
     return freeze_(fused)
 
 
-from .fused_file import load_fused  # noqa: E402,F401  (kept importable from here; the file format lives there)
+def __getattr__(name: str):
+    # `from timm_nf.fusion import load_fused` keeps working without importing the file-format and checkpoint code
+    # (and argparse with it) into every process that imports timm
+    if name == 'load_fused':
+        from .fused_file import load_fused
+        return load_fused
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -4,11 +4,14 @@ The file holds the state_dict of `timm_nf.fuse(model)` plus metadata (model name
 `timm_nf.fusion.load_fused(path)` rebuilds the fused model in one call (timm_nf/fused_file.py).
 """
 import argparse
-import os
 from typing import List, Optional
 
-from ._command_line import (UsageError, check_model_name, check_output_file, command_main, non_negative_int,
-                            positive_int)
+import timm
+
+from . import fuse
+from ._command_line import (UsageError, check_model_name, check_output_file, command_main, description,
+                            non_negative_int, positive_int)
+from .checkpoint import build_model, checkpoint_file, read_checkpoint
 from .fused_file import SUFFIX, save_fused
 
 PROG = 'timm-nf fuse'
@@ -30,10 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace):
     """(model with the requested weights in eval mode, its create_model kwargs)."""
-    import timm
-
-    from .checkpoint import build_model, read_checkpoint
-
     overrides = {k: v for k, v in (('num_classes', args.num_classes), ('in_chans', args.in_chans)) if v is not None}
     if not args.checkpoint:
         try:
@@ -42,19 +41,17 @@ def _build(args: argparse.Namespace):
             raise UsageError(f'cannot build {args.model}: {e}') from None
     checkpoint = read_checkpoint(args.checkpoint, use_ema=not args.no_ema, arch=args.model, model_args=overrides)
     model = build_model(checkpoint)
-    ema = checkpoint.weights in ('state_dict_ema', 'model_ema')
     print(f'weights: {checkpoint.weights} of {checkpoint.path.name}'
-          + (" (train.py's EMA weights; --no-ema for the raw ones)" if ema else ''))
+          + (" (train.py's EMA weights; --no-ema for the raw ones)" if checkpoint.is_ema else ''))
     return model, checkpoint.model_args
 
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, '-o/--output', suffixes=(SUFFIX,))
     check_model_name(args.model)
-    if args.checkpoint and not os.path.exists(args.checkpoint):
-        raise UsageError(f'--checkpoint {args.checkpoint} not found')
+    if args.checkpoint:
+        checkpoint_file(args.checkpoint)  # a missing, empty or text file fails here, before any model is built
     model, create_kwargs = _build(args)
-    from . import fuse
     try:
         fused = fuse(model)
     except TypeError as e:  # not a normalizer-free net
@@ -65,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return command_main(PROG, __doc__.splitlines()[0].split(': ', 1)[1], add_arguments, run, argv)
+    return command_main(PROG, description(__doc__), add_arguments, run, argv)

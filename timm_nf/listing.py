@@ -3,7 +3,11 @@ import argparse
 import time
 from typing import List, Optional
 
-from ._command_line import UsageError, check_model_name, command_main, positive_int
+import timm
+import torch
+
+from ._command_line import UsageError, check_model_name, command_main, description, positive_int
+from .models import MODEL_CONFIGS
 
 PROG = 'timm-nf list'
 
@@ -16,11 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import timm
-    import torch
-
-    from .models import MODEL_CONFIGS
-
     names = [n for n in timm.list_models(args.pattern) if n in MODEL_CONFIGS]
     if not names:
         raise UsageError(f'no timm-nf model matches {args.pattern!r}: expected a pattern such as dm_nf_* or '
@@ -57,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return command_main(PROG, __doc__.split(': ', 1)[1], add_arguments, run, argv)
+    return command_main(PROG, description(__doc__), add_arguments, run, argv)
