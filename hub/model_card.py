@@ -199,7 +199,8 @@ def render(root: Path = ROOT) -> str:
     lines += _results_section(root)
     recipes = sorted((root / 'validate' / 'recipes').glob('*.yaml'))
     recipe_text = ('The paper\'s recipes as train.py configs: ' + ', '.join(
-        f'[{r.stem}](validate/recipes/{r.name})' for r in recipes) + ' (`python train.py -c FILE --data-dir DIR`).\n\n'
+        f'[{r.stem}](validate/recipes/{r.name})' for r in recipes) + (
+        ' (`torchrun --nproc_per_node=8 train.py -c FILE --data-dir DIR`).\n\n')
     ) if recipes else ''
     lines += [_USE, _TRAIN.replace('{recipes}', recipe_text)]
     lines += _batch_size_section(root)

@@ -49,6 +49,9 @@ def test_card_training_advice_matches_the_recipes(rendered):
         gpus = int(re.search(rf'--nproc_per_node=(\d+) train\.py -c {re.escape(path)}', rendered).group(1))
         assert recipe['batch_size'] * gpus * recipe['grad_accum_steps'] == 1024 and recipe['lr'] == 0.4
         assert 'clip_mode' not in recipe and 'clip_grad' not in recipe
+    # every train.py command runs the recipes on the 8 GPUs their global batch of 1024 assumes
+    for match in re.finditer(r'train\.py -c', rendered):
+        assert re.search(r'--nproc_per_node=8 $', rendered[:match.start()]), rendered[match.start() - 80:match.end()]
     # no command line in the card clips gradients with AGC: it stalls the dm_ nets' zero-initialised SkipInit gains
     code = '\n'.join(re.findall(r'```bash\n(.*?)```', rendered, flags=re.S))
     assert 'agc' not in code and '--lr 0.4' not in code
