@@ -27,3 +27,10 @@ def perturb_(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def one_error_line(err: str, prog: str) -> str:
+    """The single stderr line of a command's bad-input exit (`PROG: error: ...`, no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
+    return lines[0]

@@ -10,6 +10,7 @@ import torch
 import timm
 from safetensors.torch import save_file
 
+from helpers import one_error_line
 from timm_nf import cli
 from timm_nf.fusion import load_fused
 from timm_nf.fused_file import FusedFileError
@@ -25,12 +26,6 @@ def _run(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def _one_error_line(err: str, prog: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
-    return lines[0]
 
 
 def _train_checkpoint(path, arch=ARCH, **model_kwargs):
@@ -52,18 +47,18 @@ def test_dispatchers_share_one_convention(capsys):
     for main, prog, noun in ((cli.main, 'timm-nf', 'command'), (hub_main, 'python -m hub', 'command'),
                              (validate_main, 'python -m validate', 'job')):
         assert main([]) == 2
-        assert f'no {noun} given: expected one of' in _one_error_line(capsys.readouterr().err, prog)
+        assert f'no {noun} given: expected one of' in one_error_line(capsys.readouterr().err, prog)
         assert main(['frobnicate']) == 2
-        assert f"unknown {noun} 'frobnicate'" in _one_error_line(capsys.readouterr().err, prog)
+        assert f"unknown {noun} 'frobnicate'" in one_error_line(capsys.readouterr().err, prog)
         assert main(['--help']) == 0 and f'usage: {prog} {noun.upper()}' in capsys.readouterr().out
     assert cli.main(['sp']) == 2 and "did you mean 'spp'?" in capsys.readouterr().err
 
 
 def test_argparse_errors_are_one_line(capsys):
     code, _, err = _run(capsys, 'spp', ARCH)
-    assert code == 2 and 'required: -o/--output' in _one_error_line(err, 'timm-nf spp')
+    assert code == 2 and 'required: -o/--output' in one_error_line(err, 'timm-nf spp')
     code, _, err = _run(capsys, 'list', '--img-size', '-3')
-    assert code == 2 and 'expected a whole number of 1 or more, got -3' in _one_error_line(err, 'timm-nf list')
+    assert code == 2 and 'expected a whole number of 1 or more, got -3' in one_error_line(err, 'timm-nf list')
 
 
 def test_console_script_exits_2_without_a_traceback(tmp_path):
@@ -97,7 +92,7 @@ def test_spp_outputs_are_checked_first(tmp_path, capsys, no_measuring, extra, me
     figure.write_bytes(b'previous figure')
     argv = ['spp', ARCH, '-o', figure] + [a.format(dir=tmp_path) for a in extra]
     code, _, err = _run(capsys, *argv)
-    assert code == 2 and message in _one_error_line(err, 'timm-nf spp')
+    assert code == 2 and message in one_error_line(err, 'timm-nf spp')
     assert figure.read_bytes() == b'previous figure'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['afile', 'figure.png']
 
@@ -157,7 +152,7 @@ def test_fuse_bad_checkpoints(tmp_path, capsys, content, message):
         path.write_bytes(content)
     before = path.read_bytes()
     code, _, err = _run(capsys, 'fuse', ARCH, '--checkpoint', path, '-o', tmp_path / 'out.safetensors')
-    line = _one_error_line(err, 'timm-nf fuse')
+    line = one_error_line(err, 'timm-nf fuse')
     assert code == 2 and message in line
     if content == 'other_arch':
         assert 'unexpected keys' in line or 'missing keys' in line
@@ -177,7 +172,7 @@ def test_fuse_bad_arguments(tmp_path, capsys, argv, message):
     if '-o' not in argv:
         argv += ['-o', str(tmp_path / 'x.safetensors')]
     code, _, err = _run(capsys, 'fuse', *argv)
-    assert code == 2 and message.format(dir=tmp_path) in _one_error_line(err, 'timm-nf fuse')
+    assert code == 2 and message.format(dir=tmp_path) in one_error_line(err, 'timm-nf fuse')
     assert list(tmp_path.iterdir()) == []
 
 
@@ -224,7 +219,7 @@ def test_run_passes_the_scripts_arguments_untouched(tmp_path, capsys):
 def test_list_rejects_unknown_names_before_printing(capsys):
     code, out, err = _run(capsys, 'list', '--forward', 'dm_nf_regnet_b0,nf_resnet5O')
     assert code == 2 and out == ''
-    assert "unknown model 'nf_resnet5O'; close matches: nf_resnet50" in _one_error_line(err, 'timm-nf list')
+    assert "unknown model 'nf_resnet5O'; close matches: nf_resnet50" in one_error_line(err, 'timm-nf list')
 
 
 def test_progress_is_quiet_when_piped_or_in_ci(monkeypatch):

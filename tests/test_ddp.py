@@ -66,17 +66,21 @@ def _check_model(name: str, rank: int) -> str:
 
 
 def _worker(rank: int, store: str, names, out_dir: str, shared_pass: bool = False) -> None:
-    import contextlib
-
     import torch.distributed as dist
 
     from timm_nf.layers.ws_group import shared_pass_on
+    from validate.op_count import KernelCounter
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=WORLD)
     failures = {}
     for name in names:
         try:
-            with shared_pass_on('cpu') if shared_pass else contextlib.nullcontext():
+            if shared_pass:
+                with shared_pass_on('cpu'), KernelCounter() as counter:
+                    message = _check_model(name, rank)
+                if not message and counter.ops['segment_reduce'] == 0:
+                    message = 'the shared WS pass did not run'
+            else:
                 message = _check_model(name, rank)
         except Exception:
             message = traceback.format_exc(limit=3)

@@ -122,7 +122,7 @@ def test_fused_model_stays_frozen_inside_a_trained_parent():
     assert not any(p.requires_grad for p in fused.parameters())
     loss = parent(torch.randn(2, 3, 32, 32)).sum()
     loss.backward()  # the parent's own layer trains; nothing flows into the fused model
-    assert parent[1].weight.grad is not None
+    assert parent[1].weight.grad is not None and all(p.grad is None for p in fused.parameters())
     assert fuse(fused) is fused and fused.fuse() is fused
     with pytest.raises(TypeError, match='NormFreeNet'):
         fuse(timm.create_model('resnet18').eval())

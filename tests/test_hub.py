@@ -30,7 +30,7 @@ from hub.verify import fixed_input
 from timm_nf.checkpoint import read_checkpoint
 from timm_nf.models.published import PUBLISHED_WEIGHTS_FILE, load_published, upsert_published
 
-from helpers import perturb_
+from helpers import one_error_line, perturb_
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = 'dm_nf_regnet_b0'
@@ -321,10 +321,7 @@ def test_corrupt_weights_are_reported(work, published, checkpoint, capsys):
 
 
 def _error_line(capsys, prog='python -m hub publish') -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
-    return lines[0]
+    return one_error_line(capsys.readouterr().err, prog)
 
 
 @pytest.mark.parametrize('flags, message', [

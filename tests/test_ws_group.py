@@ -1,11 +1,11 @@
 """Both eager standardisations give the plain formula's values and gradients, of every order.
 
 The shared pass (WSGroup, what GPUs run; switched on for the CPU here) and the per-conv hand-written backward (what
-the CPU runs) are each compared with the plain formula in autograd ops (`_plain_formula`), on the same weights.
-A counter of `segment_reduce` calls proves the shared pass actually ran where it should. Gradients are compared in float64: the
-standardisation's backward projects out the mean and the weight direction, and in float32 that cancellation leaves
-some conv gradients only a few digits right, in either implementation (measured: 10% apart in a whole-net float32
-comparison that agrees to 1e-14 in float64).
+the CPU runs) are each compared with the plain formula in autograd ops (`_per_conv_formula`), on the same weights. A
+counter of `segment_reduce` calls proves the shared pass actually ran where it should. Gradients are compared in
+float64: the standardisation's backward projects out the mean and the weight direction, and in float32 that
+cancellation leaves some conv gradients only a few digits right, in either implementation (measured: 10% apart in a
+whole-net float32 comparison that agrees to 1e-14 in float64).
 """
 import contextlib
 import copy
@@ -126,7 +126,9 @@ def test_shared_pass_gradients_of_every_order_equal_the_formula(floor):
 
 def test_shared_pass_passes_gradcheck():
     model = perturb_(_Chain(1e-4, 1e-3)).double()
-    names = [n for n, _ in model.named_parameters() if n != 'skip']  # functional_call swaps the out gain: see below
+    # not `skip`: the shared pass reads the out gain through the conv's own reference to it (`_ws_out_gain`),
+    # which functional_call does not swap
+    names = [n for n, _ in model.named_parameters() if n != 'skip']
     x = torch.randn(1, 3, 5, 5, dtype=torch.double)
 
     def f(*tensors):
