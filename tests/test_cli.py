@@ -58,7 +58,7 @@ def test_argparse_errors_are_one_line(capsys):
     code, _, err = _run(capsys, 'spp', ARCH)
     assert code == 2 and 'required: -o/--output' in one_error_line(err, 'timm-nf spp')
     code, _, err = _run(capsys, 'list', '--img-size', '-3')
-    assert code == 2 and 'expected a whole number of 1 or more, got -3' in one_error_line(err, 'timm-nf list')
+    assert code == 2 and 'expected a whole number in [1, 8192], got -3' in one_error_line(err, 'timm-nf list')
 
 
 def test_console_script_exits_2_without_a_traceback(tmp_path):
@@ -160,8 +160,8 @@ def test_fuse_bad_checkpoints(tmp_path, capsys, content, message):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['nf_resnet26', '--in-chans', '0'], 'argument --in-chans: expected a whole number of 1 or more, got 0'),
-    (['nf_resnet26', '--num-classes', '-1'], 'argument --num-classes: expected a whole number of 0 or more'),
+    (['nf_resnet26', '--in-chans', '0'], 'argument --in-chans: expected a whole number in [1, 16384], got 0'),
+    (['nf_resnet26', '--num-classes', '-1'], 'argument --num-classes: expected a whole number in [0, 1000000]'),
     (['nf_resnet26', '-o', '{dir}/x.pth'], '-o/--output {dir}/x.pth: expected a file name ending in .safetensors'),
     (['nf_resnet26', '-o', '{dir}'], 'is a folder'),
     (['nf_resnt26'], "unknown model 'nf_resnt26'; close matches: nf_resnet26"),

@@ -127,13 +127,16 @@ def test_publish_writes_a_timm_hub_folder(published, checkpoint, registry):
     assert {e['tag'] for e in load_published()} == {e['tag'] for e in load_published(registry)} - {f'{ARCH}.test'}
 
 
-def test_a_card_shows_the_spp_figure_of_its_own_kind(tmp_path):
+def test_a_card_shows_the_spp_figure_of_its_own_family(tmp_path):
     for name in ('spp_nf_resnet600.png', 'spp_resnet50_flavours.png'):
         (tmp_path / name).write_bytes(b'png')
     assert hub.publish._spp_figure('dm_nf_resnet101', tmp_path).name == 'spp_nf_resnet600.png'
+    # the timm family's card shows timm's NF-ResNet-50 beside ours, never the paper-exact NF-ResNet-600
+    assert hub.publish._spp_figure('nf_resnet50', tmp_path).name == 'spp_resnet50_flavours.png'
     assert hub.publish._spp_figure('nf_regnet_b1', tmp_path) is None  # never a ResNet's figure instead
     (tmp_path / 'spp_nf_regnet_b0.png').write_bytes(b'png')
-    assert hub.publish._spp_figure('dm_nf_regnet_b3', tmp_path).name == 'spp_nf_regnet_b0.png'
+    assert hub.publish._spp_figure('dm_nf_regnet_b0', tmp_path) is None  # the other family's RegNet
+    assert hub.publish._spp_figure('nf_regnet_b0', tmp_path).name == 'spp_nf_regnet_b0.png'
 
 
 def test_no_ema_publishes_the_raw_weights_and_overwrite_is_explicit(work, published, checkpoint, capsys):
@@ -325,9 +328,9 @@ def _error_line(capsys, prog='python -m hub publish') -> str:
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number of 1 or more, got -5'),
+    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number in [1, 8192], got -5'),
     (['--test-img-size', '8'], '--test-img-size 8 is too small: expected 32 px or more'),
-    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a number in (0, 1], got '1.5'"),
+    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a finite number in (0, 1], got '1.5'"),
     (['--results', '{work}/no_results.csv'], 'no_results.csv not found'),
 ])
 def test_bad_options_stop_before_anything_is_built(work, checkpoint, capsys, flags, message):
@@ -360,7 +363,7 @@ def test_out_is_only_ever_a_folder_this_command_wrote(work, published, checkpoin
     mine.mkdir()
     (mine / 'thesis.tex').write_text('years of work')
     assert _publish(checkpoint, '--repo-id', REPO, '--out', mine, '--overwrite') == 2
-    assert 'holds other files and no config.json' in _error_line(capsys)
+    assert 'holds files that this command did not write (it has no .timm-nf-publish.json)' in _error_line(capsys)
     assert [p.name for p in mine.iterdir()] == ['thesis.tex']
     assert not list(work.glob('.*'))
 

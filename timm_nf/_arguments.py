@@ -20,10 +20,10 @@ class BadArgument(ValueError):
 
     def __init__(self, argument: str, template: str):
         self.argument, self.template = argument, template
-        super().__init__(template.format(arg=argument))
+        super().__init__(self.naming(argument))
 
     def naming(self, name: str) -> str:
-        return self.template.format(arg=name)
+        return self.template.replace('{arg}', name)  # not str.format: the rest may quote braces
 
 
 def range_text(low: float = -math.inf, high: float = math.inf, low_in: bool = True, high_in: bool = True,

@@ -10,6 +10,7 @@ import contextlib
 import importlib
 from typing import Iterator, Optional, Tuple
 
+from safetensors import SafetensorError
 from torch import nn
 
 from ._command_line import UsageError, first_line
@@ -85,3 +86,5 @@ def create_pretrained(name: str, **kwargs) -> nn.Module:
         except network_errors() as e:
             why = f'{offline}, and they are not in the local cache' if offline else first_line(e)[:200]
             raise UsageError(f'cannot download the weights of {name}: {why}') from None
+        except (RuntimeError, SafetensorError) as e:  # a file that is not these weights: corrupt, or another model's
+            raise UsageError(f'cannot load the published weights of {name}: {first_line(e)[:200]}') from None

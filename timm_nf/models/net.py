@@ -10,6 +10,7 @@ from torch import nn
 from ..fusion import fuse
 from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
 from ..layers.frozen import FusedConv2d, keep_eval
+from ..layers.ws_group import in_forward_window
 from .block import NFBlock
 from .config import NFConfig, check_arguments, check_channels, override
 
@@ -206,6 +207,7 @@ class NFNet(nn.Module):
             x = x * self.final_act_gamma
         return x
 
+    @in_forward_window
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check_input(x)
         x = self.stem(x)
@@ -235,6 +237,7 @@ class NFNet(nn.Module):
             return keep_eval(self)
         return super().train(mode)
 
+    @in_forward_window
     def forward_intermediates(
             self,
             x: torch.Tensor,
