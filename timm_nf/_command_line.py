@@ -163,6 +163,23 @@ def check_output_file(path: str, option: str, suffixes: Sequence[str] = (),
     return full
 
 
+def check_output_dir(path, option: str, may_create: bool = False) -> str:
+    """An existing folder that files can be written into, or with `may_create` a new one whose parent is; the
+    absolute path, or UsageError saying why not."""
+    if not str(path):
+        raise UsageError(f'{option} needs a folder name')
+    full = os.path.abspath(path)
+    if os.path.exists(full):
+        if not os.path.isdir(full):
+            raise UsageError(f'{option} {path} is a file: expected a folder')
+        _check_writable_folder(full, str(path))
+    elif may_create:
+        _check_writable_folder(os.path.dirname(full), str(path))
+    else:
+        raise UsageError(f'{option} {path} does not exist: expected an existing folder')
+    return full
+
+
 def folder_marker_files(folder: str, marker: str) -> Optional[List[str]]:
     """The files that a command's `marker` (written by `write_folder_marker`) says it wrote, or None."""
     try:
@@ -245,7 +262,7 @@ def real_number(low: float = -math.inf, high: float = math.inf, low_in: bool = T
 
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
-seed = whole_number(0, MAX_SEED)
+random_seed = whole_number(0, MAX_SEED)
 image_size = whole_number(1, MAX_IMG_SIZE)
 batch_size = whole_number(1, MAX_BATCH)
 fraction = real_number(0, 1, low_in=False)  # e.g. a crop fraction

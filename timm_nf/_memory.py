@@ -100,6 +100,15 @@ def training_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.
     return _numel(input_shape) * _itemsize(dtype) + total + 4 * params
 
 
+def check_training_fits(build: Callable[[], nn.Module], input_shape: Tuple[int, ...], what: str, advice: str,
+                        available: Optional[int] = None) -> None:
+    """UsageError when one training step of the model `build()` makes (built here on the meta device) needs more
+    memory than is available."""
+    with torch.device('meta'):
+        model = build().train()
+    check_fits(training_bytes(model, input_shape), what, advice, available)
+
+
 def check_fits(needed: int, what: str, advice: str, available: Optional[int] = None) -> None:
     """UsageError when `needed` bytes exceed what this machine has available (no check where that is unknown)."""
     available = available_bytes() if available is None else available

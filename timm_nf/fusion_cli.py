@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # a missing, empty or text checkpoint fails here, before any model is built
     checkpoint = checkpoint_file(args.checkpoint) if args.checkpoint else None
     check_output_file(args.output, '-o/--output', suffixes=(SUFFIX,),
-                      inputs=[(str(checkpoint) if checkpoint else None, f'the --checkpoint file')])
+                      inputs=[(str(checkpoint) if checkpoint else None, 'the --checkpoint file')])
     check_model_name(args.model)
     pretrained = args.pretrained or ('.' in args.model and checkpoint is None)  # a tag names published weights
     if pretrained:

@@ -13,7 +13,7 @@ import torch
 from .._arguments import BadArgument
 from .._atomic import atomic_path
 from .._command_line import (UsageError, batch_size, check_model_name, check_output_file, command_main, image_size,
-                             real_number, seed)
+                             real_number, random_seed)
 from .._download import check_has_weights, create_pretrained
 from .._memory import check_fits, inference_bytes
 from .anatomy import find_anatomy
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--img-size', type=image_size, default=None,
                    help="image size (default: each model's input size; timm models built for one size, such as "
                         'ViTs, are built for this one)')
-    p.add_argument('--seed', type=seed, default=0,
+    p.add_argument('--seed', type=random_seed, default=0,
                    help='seed of the Gaussian input and, at initialisation, of the weights (default 0): the same '
                         'command gives the same numbers. With --pretrained only the input depends on it. Recorded '
                         'in the CSV (input_seed, init_seed)')
