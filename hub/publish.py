@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from timm.models import save_for_hf
 
 from timm_nf._atomic import atomic_path
@@ -172,6 +173,19 @@ def _check_options(opts, checkpoint: Path, register: bool) -> None:
     if opts.test_img_size is not None and opts.test_img_size < MIN_IMG_SIZE:
         raise PublishError(f'--test-img-size {opts.test_img_size} is too small: expected {MIN_IMG_SIZE} px or more '
                            f'(the nets downsample {MIN_IMG_SIZE}x)')
+    if opts.dataset is not None:
+        try:
+            validate_repo_id(opts.dataset)
+        except HFValidationError:
+            raise PublishError(f'--dataset {opts.dataset!r}: expected a Hub dataset id such as imagenet-1k or '
+                               f'ORG/NAME') from None
+    if opts.provenance is not None and (not opts.provenance.strip() or len(opts.provenance) > 300
+                                        or any(c in opts.provenance for c in '\n\r|')):
+        raise PublishError('--provenance must be one line of 1 to 300 characters without "|" (it is a cell of the '
+                           'model card\'s weights table)')
+    if not Path(opts.figures_dir).is_dir():
+        raise PublishError(f'--figures-dir {opts.figures_dir} is not a folder: expected the spp_*.png figures '
+                           f'(docs/figures)')
     if opts.results and not Path(opts.results).is_file():
         raise PublishError(f'--results {opts.results} not found: expected a CSV written by `python -m validate`')
     registry = registry_path(opts.registry)

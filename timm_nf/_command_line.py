@@ -239,6 +239,7 @@ def whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f'expected {expected}, got {value}')
         return value
     parse.__name__ = 'whole number'  # argparse names the type in some messages
+    parse.bounds = (low, math.inf if high is None else high, True, True, True)  # (low, high, in, in, whole)
     return parse
 
 
@@ -257,6 +258,7 @@ def real_number(low: float = -math.inf, high: float = math.inf, low_in: bool = T
             raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
         return value
     parse.__name__ = 'number'
+    parse.bounds = (low, high, low_in, high_in, False)
     return parse
 
 
@@ -272,8 +274,18 @@ non_negative_float = real_number(0)
 
 
 def check_model_name(name: str) -> None:
-    """UsageError naming close matches when timm has no model `name` (an 'arch.tag' name counts by its arch)."""
+    """UsageError naming close matches when timm has no model `name`, or the tag of an 'arch.tag' name is not one of
+    the arch's."""
     if timm.is_model(name):
+        if '.' in name:
+            from timm.models import get_pretrained_cfg
+            try:
+                get_pretrained_cfg(name)
+            except RuntimeError:
+                arch = name.split('.', 1)[0]
+                tags = [t for t in timm.list_models(arch, pretrained=True) if t.split('.', 1)[0] == arch]
+                raise UsageError(f'unknown pretrained tag in {name!r}: expected {arch} or one of '
+                                 f'{", ".join(tags) or "its tags (it has none)"}') from None
         return
     matches = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f'; close matches: {", ".join(matches)}' if matches else '; `timm-nf list` shows the NF models'

@@ -9,12 +9,14 @@ import argparse
 from typing import List, Optional
 
 import timm
+import torch
 
 from . import fuse
+from .fusion import check_fusable
 from ._command_line import (UsageError, check_model_name, check_output_file, command_main, description,
                             whole_number)
 from ._download import check_has_weights, create_pretrained
-from .checkpoint import build_model, checkpoint_file, read_checkpoint
+from .checkpoint import TrainCheckpoint, build_model, checkpoint_file, read_checkpoint
 from .models.config import MAX_CHANNELS, MAX_CLASSES
 from .fused_file import SUFFIX, save_fused
 
@@ -37,23 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input channels (default: the checkpoint's, else 3)")
 
 
-def _build(args: argparse.Namespace, pretrained: bool):
+def _overrides(args: argparse.Namespace):
+    return {k: v for k, v in (('num_classes', args.num_classes), ('in_chans', args.in_chans)) if v is not None}
+
+
+def _build(args: argparse.Namespace, pretrained: bool, checkpoint: Optional[TrainCheckpoint]):
     """(model with the requested weights in eval mode, the name to record, its create_model kwargs)."""
-    overrides = {k: v for k, v in (('num_classes', args.num_classes), ('in_chans', args.in_chans)) if v is not None}
+    overrides = _overrides(args)
     if pretrained:
         model = create_pretrained(args.model, **overrides).eval()
         cfg = model.pretrained_cfg
         name = f"{cfg['architecture']}.{cfg['tag']}" if cfg.get('tag') else args.model
         print(f'weights: the published {name} weights')
         return model, name, overrides
-    if not args.checkpoint:
-        try:
-            model = timm.create_model(args.model, pretrained=False, **overrides).eval()
-        except (TypeError, ValueError) as e:
-            raise UsageError(f'cannot build {args.model}: {e}') from None
+    if checkpoint is None:
+        model = timm.create_model(args.model, pretrained=False, **overrides).eval()
         print('weights: random initialisation (no --checkpoint or --pretrained given)')
         return model, args.model, overrides
-    checkpoint = read_checkpoint(args.checkpoint, use_ema=not args.no_ema, arch=args.model, model_args=overrides)
     model = build_model(checkpoint)
     print(f'weights: {checkpoint.weights} of {checkpoint.path.name}'
           + (" (train.py's EMA weights; --no-ema for the raw ones)" if checkpoint.is_ema else ''))
@@ -64,19 +66,23 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained and args.checkpoint:
         raise UsageError('--pretrained and --checkpoint both say which weights to fuse: give one of them')
     # a missing, empty or text checkpoint fails here, before any model is built
-    checkpoint = checkpoint_file(args.checkpoint) if args.checkpoint else None
+    path = checkpoint_file(args.checkpoint) if args.checkpoint else None
     check_output_file(args.output, '-o/--output', suffixes=(SUFFIX,),
-                      inputs=[(str(checkpoint) if checkpoint else None, 'the --checkpoint file')])
+                      inputs=[(str(path) if path else None, 'the --checkpoint file')])
     check_model_name(args.model)
-    pretrained = args.pretrained or ('.' in args.model and checkpoint is None)  # a tag names published weights
+    try:
+        with torch.device('meta'):  # shapes only: a net that fuses, with these arguments, before any real work
+            check_fusable(timm.create_model(args.model, **_overrides(args)))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f'cannot fuse {args.model}: {e}') from None
+    pretrained = args.pretrained or ('.' in args.model and path is None)  # a tag names published weights
     if pretrained:
         check_has_weights(args.model)
-    model, name, create_kwargs = _build(args, pretrained)
-    try:
-        fused = fuse(model)
-    except TypeError as e:  # not a normalizer-free net
-        raise UsageError(str(e)) from None
-    n_tensors, n_values = save_fused(fused, args.output, name, create_kwargs)
+    checkpoint = None
+    if path is not None:  # read and matched to the model's keys (in build_model) before anything is written
+        checkpoint = read_checkpoint(path, use_ema=not args.no_ema, arch=args.model, model_args=_overrides(args))
+    model, name, create_kwargs = _build(args, pretrained, checkpoint)
+    n_tensors, n_values = save_fused(fuse(model), args.output, name, create_kwargs)
     print(f'wrote {args.output}: {name} fused, {n_tensors} tensors, {n_values / 1e6:.2f}M values')
     return 0
 

@@ -110,7 +110,8 @@ def _save(fig, target, fmt: str, dpi: int, title: Optional[str]) -> None:
     except ValueError as e:  # matplotlib's mathtext: a title with unbalanced $...$ or an unknown \command
         if title is None:
             raise
-        raise BadArgument('title', f'{{arg}} {title!r} cannot be drawn: {str(e).strip().splitlines()[0]}') from None
+        reason = str(e).strip().splitlines()[-1][:160]
+        raise BadArgument('title', f'{{arg}} {title!r} cannot be drawn as mathtext: {reason}') from None
     except (RuntimeError, OSError) as e:  # e.g. .pgf needs a LaTeX installation
         raise BadArgument('path', f'cannot write a .{fmt} figure here ({{arg}}): '
                                   f'{str(e).strip().splitlines()[0]}') from None
