@@ -176,6 +176,77 @@ def test_fuse_bad_arguments(tmp_path, capsys, argv, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """huggingface_hub's cache in a fresh folder and an endpoint that refuses connections, as on a machine without
+    network; a retry (huggingface_hub sleeps between retries) fails the test: offline is one line, at once."""
+    import socket
+
+    import huggingface_hub.constants
+    import huggingface_hub.utils._http
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', f'http://127.0.0.1:{port}')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(tmp_path / 'hf_cache'))
+
+    def no_retries(seconds):
+        raise AssertionError(f'huggingface_hub retried (slept {seconds} s) instead of failing at once')
+
+    monkeypatch.setattr(huggingface_hub.utils._http.time, 'sleep', no_retries)
+    return tmp_path / 'hf_cache'
+
+
+def _cache_hub_file(cache, repo_id: str, name: str, write) -> None:
+    """A file of a Hub repo as huggingface_hub's cache holds it after a download."""
+    snapshot = cache / f'models--{repo_id.replace("/", "--")}' / 'snapshots' / ('0' * 40)
+    snapshot.mkdir(parents=True)
+    write(snapshot / name)
+    (snapshot.parent.parent / 'refs').mkdir()
+    (snapshot.parent.parent / 'refs' / 'main').write_text('0' * 40)
+
+
+def test_fuse_of_a_pretrained_tag_fuses_the_published_weights(tmp_path, offline_hub, capsys):
+    torch.manual_seed(7)
+    published = timm.create_model('nf_regnet_b1').eval()  # stands in for timm's nf_regnet_b1.ra2_in1k weights
+    _cache_hub_file(offline_hub, 'timm/nf_regnet_b1.ra2_in1k', 'model.safetensors',
+                    lambda path: save_file(published.state_dict(), str(path)))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = published(x)
+    for argv in (['nf_regnet_b1.ra2_in1k'], ['nf_regnet_b1', '--pretrained']):  # a tag, or --pretrained
+        out = tmp_path / 'fused.safetensors'
+        code, stdout, err = _run(capsys, 'fuse', *argv, '-o', out)
+        assert code == 0, err
+        assert 'weights: the published nf_regnet_b1.ra2_in1k weights' in stdout
+        with torch.no_grad():  # the published weights, from the cache: never random ones under the tag's name
+            torch.testing.assert_close(load_fused(str(out))(x), expected, rtol=1e-4, atol=1e-4)
+    code, _, err = _run(capsys, 'fuse', 'nf_resnet50.ra2_in1k', '-o', tmp_path / 'other.safetensors')
+    assert code == 2 and 'cannot download the weights of nf_resnet50.ra2_in1k' in one_error_line(err, 'timm-nf fuse')
+    assert 'cannot be reached' in err and not (tmp_path / 'other.safetensors').exists()
+    code, _, err = _run(capsys, 'spp', 'resnet18', '--pretrained', '-o', tmp_path / 'spp.png')
+    assert code == 2 and 'cannot download the weights of resnet18' in one_error_line(err, 'timm-nf spp')
+
+
+def test_fixed_size_timm_models_are_built_at_the_size_asked(tmp_path, capsys):
+    code, out, err = _run(capsys, 'list', 'dm_nf_regnet_b0', '--forward', 'vit_tiny_patch16_224', '--img-size', '64')
+    assert code == 0, err
+    assert 'forward vit_tiny_patch16_224: input (2, 3, 64, 64) -> logits (2, 1000), finite=True' in out
+    table = tmp_path / 'spp.csv'
+    code, _, err = _run(capsys, 'spp', 'vit_tiny_patch16_224', '--img-size', '64', '--batch', '2', '-o',
+                        tmp_path / 'spp.png', '--csv', table)
+    assert code == 0, err
+    assert len(table.read_text().splitlines()) == 1 + 13  # header, the stem and 12 blocks
+
+
+def test_spp_refuses_statistics_that_overflowed(tmp_path, capsys):
+    code, _, err = _run(capsys, 'spp', 'dm_nf_regnet_b0', '--img-size', '64', '--batch', '2', '--skipinit-gain',
+                        '1000', '-o', tmp_path / 'spp.png')
+    line = one_error_line(err, 'timm-nf spp')
+    assert code == 2 and 'the activations overflowed float32' in line and '--skipinit-gain 1000' in line
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- load_fused: a clear error for every file that is not fused weights -------------------------------------------
 
 @pytest.fixture(scope='module')

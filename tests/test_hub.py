@@ -150,6 +150,46 @@ def test_no_ema_publishes_the_raw_weights_and_overwrite_is_explicit(work, publis
     assert not list(work.glob('.*'))  # neither the build folder nor the replaced one is left behind
 
 
+def test_a_checkpoint_of_four_input_channels_publishes_and_verifies(work, capsys):
+    torch.manual_seed(3)
+    kwargs = dict(num_classes=10, in_chans=4, depths=(1, 1, 1, 1))
+    model = perturb_(timm.create_model(ARCH, **kwargs))
+    args = argparse.Namespace(model=ARCH, num_classes=10, in_chans=4, gp=None, model_kwargs={'depths': (1, 1, 1, 1)},
+                              img_size=64)
+    checkpoint, out = work / 'four_channels.pth.tar', work / 'four_channels'
+    torch.save(dict(arch=ARCH, args=args, epoch=0, state_dict=model.state_dict()), checkpoint)
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out) == 0  # the MAC count took 3 channels: a traceback
+    assert json.loads((out / 'config.json').read_text())['pretrained_cfg']['input_size'] == [4, 64, 64]
+    params, macs = params_and_macs(ARCH, [64], **kwargs)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.randn(1, 4, 64, 64))
+    assert macs[64] * 2 == counter.get_total_flops() and f'{macs[64] / 1e9:.2f}' in (out / 'README.md').read_text()
+    from hub.verify import main as verify
+    assert verify([str(out), '--checkpoint', str(checkpoint)]) == 0
+    assert 'PASS  logits: max |Δ| = 0 on a fixed (2, 4, 64, 64) input' in capsys.readouterr().out
+
+
+def test_a_registry_that_cannot_be_written_stops_publish_before_anything_is_built(work, checkpoint, monkeypatch,
+                                                                                 capsys):
+    import tempfile
+    registry = work / 'locked' / 'published_weights.json'
+    registry.parent.mkdir()
+    shutil.copy(PUBLISHED_WEIGHTS_FILE, registry)
+    before, out = registry.read_text(), work / 'locked_out'
+    create = tempfile.mkstemp
+
+    def read_only_folder(*args, dir=None, **kwargs):  # what a folder without write permission does (tests run as root)
+        if dir is not None and Path(dir).resolve() == registry.parent.resolve():
+            raise PermissionError(13, 'Permission denied')
+        return create(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, 'mkstemp', read_only_folder)
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--register', '--registry', registry) == 2
+    line = _error_line(capsys)
+    assert 'cannot write' in line and 'no file can be created in folder' in line and 'Permission denied' in line
+    assert not out.exists() and registry.read_text() == before and not list(work.glob('.*'))
+
+
 # --- serving the folder the way the Hub does ---------------------------------------------------------------
 
 def _free_port() -> int:

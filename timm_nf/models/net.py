@@ -7,6 +7,7 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from .._arguments import require_type
 from ..fusion import fuse
 from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
 from ..layers.frozen import FusedConv2d, keep_eval
@@ -60,6 +61,7 @@ class NFNet(nn.Module):
             **kwargs: Any,
     ):
         super().__init__()
+        require_type('cfg', cfg, NFConfig, 'an NFConfig, e.g. timm_nf.MODEL_CONFIGS["dm_nf_resnet50"]')
         cfg = override(cfg, kwargs, type(self).__name__)
         check_arguments(cfg, num_classes, in_chans, output_stride, drop_rate, drop_path_rate)
         self.cfg = cfg
