@@ -75,7 +75,8 @@ def check_config(path: Path, source: str) -> None:
 def _hub_config(source: str) -> Path:
     """The config.json of an hf-hub: source, downloaded (or from the cache) to be checked before timm reads it."""
     from huggingface_hub import hf_hub_download
-    return Path(hf_hub_download(source.split(':', 1)[1].split('@', 1)[0], 'config.json'))
+    repo_id, _, revision = source.split(':', 1)[1].partition('@')
+    return Path(hf_hub_download(repo_id, 'config.json', revision=revision or None))
 
 
 def load_published(source: str) -> torch.nn.Module:

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 import timm
+import safetensors.torch
 from safetensors.torch import save_file
 
 from helpers import one_error_line
@@ -214,13 +215,15 @@ def test_fuse_of_a_pretrained_tag_fuses_the_published_weights(tmp_path, offline_
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = published(x)
-    for argv in (['nf_regnet_b1.ra2_in1k'], ['nf_regnet_b1', '--pretrained']):  # a tag, or --pretrained
-        out = tmp_path / 'fused.safetensors'
+    for argv, out in ((['nf_regnet_b1.ra2_in1k'], tmp_path / 'tag.safetensors'),  # a tag, or --pretrained
+                      (['nf_regnet_b1', '--pretrained'], tmp_path / 'flag.safetensors')):
         code, stdout, err = _run(capsys, 'fuse', *argv, '-o', out)
         assert code == 0, err
         assert 'weights: the published nf_regnet_b1.ra2_in1k weights' in stdout
-        with torch.no_grad():  # the published weights, from the cache: never random ones under the tag's name
-            torch.testing.assert_close(load_fused(str(out))(x), expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # the published weights, from the cache: never random ones under the tag's name
+        torch.testing.assert_close(load_fused(str(tmp_path / 'tag.safetensors'))(x), expected, rtol=1e-4, atol=1e-4)
+    tag, flag = (safetensors.torch.load_file(str(tmp_path / f'{n}.safetensors')) for n in ('tag', 'flag'))
+    assert tag.keys() == flag.keys() and all(torch.equal(tag[k], flag[k]) for k in tag)
     code, _, err = _run(capsys, 'fuse', 'nf_resnet50.ra2_in1k', '-o', tmp_path / 'other.safetensors')
     assert code == 2 and 'cannot download the weights of nf_resnet50.ra2_in1k' in one_error_line(err, 'timm-nf fuse')
     assert 'cannot be reached' in err and not (tmp_path / 'other.safetensors').exists()

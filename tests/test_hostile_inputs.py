@@ -201,7 +201,17 @@ HOSTILE = [
 
     ('python -m validate.make_recipes', '--out-dir', ['--out-dir', 'notes.txt'], '--out-dir notes.txt is a file',
      None),
+    # values the options took before they had bounds (also generated above): overflow, exhausted memory, NaN
+    ('timm-nf spp', '--seed', [ARCH, '-o', 'out.png', '--seed', str(2 ** 70)], 'argument --seed: expected', None),
+    ('timm-nf spp', '--skipinit-gain', [ARCH, '-o', 'out.png', '--skipinit-gain', '1e30'],
+     'argument --skipinit-gain: expected', None),
+    ('timm-nf list', '--img-size', ['--img-size', '100000'], 'argument --img-size: expected', None),
+    ('python -m validate digits', '--lr', ['--lr', 'nan'], 'argument --lr: expected a finite number', None),
+    ('python -m hub verify', '--atol', ['cfg_ok', '--checkpoint', 'ckpt.pth.tar', '--atol', 'nan'],
+     'argument --atol: expected a finite number', None),
 ]
+if shutil.which('xelatex') is None:  # matplotlib offers .pgf, which needs LaTeX to be written
+    HOSTILE.append(('timm-nf spp', '-o', [ARCH, '-o', 'out.pgf'], 'cannot write a .pgf figure', None))
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
