@@ -6,7 +6,8 @@ from typing import List, Optional
 import timm
 import torch
 
-from ._command_line import UsageError, check_model_name, command_main, description, image_size
+from ._arguments import BadArgument
+from ._command_line import UsageError, check_model_name, command_main, description, first_line, image_size
 from ._memory import check_fits, inference_bytes
 from .models import MODEL_CONFIGS
 from .spp.inputs import create_at_size
@@ -49,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
         model = create_at_size(name, args.img_size).eval()
         x = torch.randn(BATCH, model.pretrained_cfg['input_size'][0], args.img_size, args.img_size)
         start = time.perf_counter()
-        with torch.no_grad():
-            logits = model(x)
+        try:
+            with torch.no_grad():
+                logits = model(x)
+        except (RuntimeError, ValueError, AssertionError) as e:  # a model that could not be checked on meta
+            raise UsageError(f'--img-size {args.img_size} does not fit {name}: {_first(e)}') from None
         ok = bool(torch.isfinite(logits).all())
         print(f'forward {name}: input {tuple(x.shape)} -> logits {tuple(logits.shape)}, finite={ok}, '
               f'{time.perf_counter() - start:.2f}s')
@@ -61,14 +65,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _rehearse(name: str, img_size: int) -> None:
     """The forward pass on the meta device (shapes only): the size fits the model, and the memory it needs."""
-    with torch.device('meta'):
-        model = create_at_size(name, img_size).eval()
+    try:
+        with torch.device('meta'):
+            model = create_at_size(name, img_size).eval()
+    except BadArgument:
+        raise
+    except Exception:  # noqa: BLE001  a timm model that cannot be built without memory is checked as it runs
+        return
     shape = (BATCH, model.pretrained_cfg['input_size'][0], img_size, img_size)
     try:
         needed = inference_bytes(model, shape)
     except (RuntimeError, ValueError, AssertionError) as e:  # e.g. an input smaller than the net's downsampling
-        raise UsageError(f'--img-size {img_size} does not fit {name}: {str(e).strip().splitlines()[0][:200]}') from None
+        raise UsageError(f'--img-size {img_size} does not fit {name}: {_first(e)}') from None
     check_fits(needed, f'a forward pass of {name} at {img_size} px', 'lower --img-size')
+
+
+def _first(error: BaseException) -> str:
+    return first_line(error)[:200]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

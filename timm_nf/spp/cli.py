@@ -101,8 +101,13 @@ def _check_args(args: argparse.Namespace) -> None:
 def _rehearse(name: str, batch: int, args: argparse.Namespace) -> None:
     """The model on the meta device (shapes only): the image size fits, the blocks are found and each runs once,
     and the measurement fits in memory."""
-    with torch.device('meta'):
-        model = create_at_size(name, args.img_size).eval()
+    try:
+        with torch.device('meta'):
+            model = create_at_size(name, args.img_size).eval()
+    except BadArgument:
+        raise
+    except Exception:  # noqa: BLE001  a timm model that cannot be built without memory is checked as it is measured
+        return
     anatomy = find_anatomy(model, args.blocks)
     shape = (batch, *model_input_size(model, args.img_size))
     calls = collections.Counter()
