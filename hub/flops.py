@@ -38,7 +38,7 @@ def _layers(name: str, model_kwargs: Dict) -> Tuple[int, List[Tuple[int, int]]]:
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad(), mock.patch.object(WSConv2d, 'standardized_weight', _plain_weight):
-        model(torch.empty(1, model.pretrained_cfg['input_size'][0], _PROBE, _PROBE, device='meta'))
+        model(torch.empty(1, model.in_chans, _PROBE, _PROBE, device='meta'))  # in_chans: the checkpoint's, not the cfg's
     for hook in hooks:
         hook.remove()
     return sum(p.numel() for p in model.parameters()), layers

@@ -216,8 +216,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(opts) -> int:
     out = Path(opts.out)
-    if not opts.check:
-        check_output_file(opts.out, '--out', suffixes=('.md',))
+    if not opts.check:  # never one of the files the card is made from
+        check_output_file(opts.out, '--out', suffixes=('.md',), inputs=[
+            (str(ROOT / 'validate' / 'results' / 'batch_size.md'), 'the batch-size table the card includes'),
+            (str(ROOT / 'docs' / 'figures' / 'spp_findings.md'), 'the SPP findings the card includes')])
     text = render()
     if opts.check:
         if out.is_file() and out.read_text() == text:

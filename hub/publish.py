@@ -1,10 +1,13 @@
 """`python -m hub publish`: a train.py checkpoint → a Hub repo folder (model.safetensors, config.json, README.md).
 
-Order matters: names, options, the output folder and the token are checked, the checkpoint is read and matched, and
-only then is anything written; the folder is built in a temporary sibling directory and renamed into place, so it is
-never half-written, and an existing folder is replaced only with --overwrite and only if this command wrote it.
+Order matters: names, options, the output folder, the registry and the token are checked, the checkpoint is read and
+matched, and only then is anything written; the folder is built in a temporary sibling directory and renamed into
+place, so it is never half-written. An existing folder is replaced only with --overwrite, only if it holds exactly
+the files this command wrote there (its marker file lists them) and none of the command's inputs. The registry's new
+text is written to a temporary file before the folder is moved or uploaded, and renamed into place after.
 """
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -14,11 +17,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from timm.models import save_for_hf
 
-from timm_nf._command_line import UsageError, check_output_folder, command_main, description, fraction, positive_int
-from timm_nf.checkpoint import TrainCheckpoint, build_model, read_checkpoint
-from timm_nf.models.published import load_published, upsert_published
+from timm_nf._atomic import atomic_path
+from timm_nf._command_line import (UsageError, check_output_file, check_output_folder, command_main, description,
+                                   fraction, image_size, write_folder_marker)
+from timm_nf.checkpoint import TrainCheckpoint, build_model, checkpoint_file, read_checkpoint
+from timm_nf.models.published import load_published, registry_path, registry_text, upserted
 
 from .card import hub_readme
 from .describe import sizes as data_sizes
@@ -29,8 +35,12 @@ from .upload import check_token, upload
 
 PROG = 'python -m hub publish'
 MIN_IMG_SIZE = 32  # every timm-nf net downsamples 32x
+MARKER = '.timm-nf-publish.json'  # in an --out folder: the files this command wrote there, so --overwrite may replace them
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / 'docs' / 'figures'
+# the repository's SPP figures (written by `python -m validate spp`) by the family and kind of NF net they show: the
+# paper-exact NF-ResNet-600, and timm's NF-ResNet-50 beside ours; a card shows its own family's figure or none
+FAMILY_FIGURES = {('dm_', 'resnet'): 'spp_nf_resnet600.png', ('nf_', 'resnet'): 'spp_resnet50_flavours.png'}
 # create_model kwargs a registered tag can carry through its pretrained cfg; anything else changes the architecture
 _TAG_SAFE_ARGS = {'num_classes', 'in_chans', 'global_pool'}
 _TRAIN_DATA_ARGS = ('img_size', 'input_size', 'crop_pct', 'mean', 'std', 'interpolation')
@@ -63,14 +73,13 @@ def _dataset(checkpoint: TrainCheckpoint, num_classes: int, given: Optional[str]
 
 
 def _spp_figure(arch: str, figures_dir: Path) -> Optional[Path]:
-    """The SPP figure of `arch`, else one of its kind (an NF-ResNet figure for an NF-ResNet); a RegNet card never
-    shows a ResNet figure. None when there is none."""
-    figures = sorted(figures_dir.glob('spp_*.png')) if figures_dir.is_dir() else []
-    kind = 'nf_regnet' if 'regnet' in arch else 'nf_resnet'
-    for wanted in (arch, kind):
-        match = next((f for f in figures if wanted in f.stem), None)
-        if match is not None:
-            return match
+    """The SPP figure of `arch` (spp_ARCH.png), else its family's figure of its kind (FAMILY_FIGURES): a timm-family
+    card never shows the paper-exact net's figure, nor a RegNet card a ResNet's. None when there is none."""
+    family = 'dm_' if arch.startswith('dm_') else 'nf_'
+    kind = 'regnet' if 'regnet' in arch else 'resnet'
+    for name in (f'spp_{arch}.png', FAMILY_FIGURES.get((family, kind))):
+        if name and (figures_dir / name).is_file():
+            return figures_dir / name
     return None
 
 
@@ -150,60 +159,85 @@ def _move_into_place(built: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
-def _register(repo: RepoName, checkpoint: TrainCheckpoint, built: Dict[str, Any], opts) -> None:
+def _registry_update(repo: RepoName, checkpoint: TrainCheckpoint, built: Dict[str, Any], opts):
+    """(the registry's new text, whether it replaces an entry of the same tag)."""
     provenance = opts.provenance or (
         f"trained with timm's train.py; published by `python -m hub publish` from {checkpoint.path.name} "
         f'({checkpoint.weights}' + (f', epoch {checkpoint.epoch})' if checkpoint.epoch is not None else ')'))
     entry = registry_entry(repo, built['config'], _metrics(built['results'], built['dataset']), provenance)
-    replaced = upsert_published(entry, Path(opts.registry) if opts.registry else None)
-    print(f'{"updated" if replaced else "registered"} {repo.model_tag} in the published weights registry')
+    entries, replaced = upserted(entry, registry_path(opts.registry))
+    return registry_text(entries, registry_path(opts.registry)), replaced
 
 
-def _check_options(opts) -> None:
+def _check_options(opts, checkpoint: Path, register: bool) -> None:
     if opts.test_img_size is not None and opts.test_img_size < MIN_IMG_SIZE:
         raise PublishError(f'--test-img-size {opts.test_img_size} is too small: expected {MIN_IMG_SIZE} px or more '
                            f'(the nets downsample {MIN_IMG_SIZE}x)')
+    if opts.dataset is not None:
+        try:
+            validate_repo_id(opts.dataset)
+        except HFValidationError:
+            raise PublishError(f'--dataset {opts.dataset!r}: expected a Hub dataset id such as imagenet-1k or '
+                               f'ORG/NAME') from None
+    if opts.provenance is not None and (not opts.provenance.strip() or len(opts.provenance) > 300
+                                        or any(c in opts.provenance for c in '\n\r|')):
+        raise PublishError('--provenance must be one line of 1 to 300 characters without "|" (it is a cell of the '
+                           'model card\'s weights table)')
+    if not Path(opts.figures_dir).is_dir():
+        raise PublishError(f'--figures-dir {opts.figures_dir} is not a folder: expected the spp_*.png figures '
+                           f'(docs/figures)')
     if opts.results and not Path(opts.results).is_file():
         raise PublishError(f'--results {opts.results} not found: expected a CSV written by `python -m validate`')
+    registry = registry_path(opts.registry)
     if opts.out:
-        check_output_folder(opts.out, '--out', replace=opts.overwrite, marker='config.json')
+        inputs = [(opts.checkpoint, 'the checkpoint'), (str(checkpoint), 'the checkpoint file'),
+                  (opts.results, 'the --results file'), (opts.figures_dir, 'the --figures-dir folder'),
+                  (str(registry) if register else None, 'the --registry file')]
+        check_output_folder(opts.out, '--out', replace=opts.overwrite, marker=MARKER, inputs=inputs)
+    if register:  # a registry that cannot be read, parsed or written fails before anything is built
+        check_output_file(str(registry), '--registry', suffixes=('.json',))
+        try:
+            load_published(registry)
+        except (OSError, ValueError) as e:
+            raise PublishError(f'the published weights registry cannot be updated: {e}') from None
 
 
 def publish(opts) -> Path:
     """Build (and upload / register) the repo folder; returns the folder path (a temporary one is removed)."""
     repo = parse_repo_id(opts.repo_id, arch=opts.model)
-    _check_options(opts)
     out = Path(opts.out) if opts.out else None
+    register = opts.register if opts.register is not None else out is None
+    _check_options(opts, checkpoint_file(opts.checkpoint), register)
     if out is None:
         check_token(repo)
     checkpoint = read_checkpoint(opts.checkpoint, use_ema=not opts.no_ema, arch=repo.arch)
-    register = opts.register if opts.register is not None else out is None
     arch_args = sorted(set(checkpoint.model_args) - _TAG_SAFE_ARGS)
     if register and arch_args:
         raise PublishError(f'weights built with architecture overrides {arch_args} cannot be a registered tag of '
                            f'{repo.arch} (a tag carries no model args): publish with --no-register and load them '
                            f"with create_model('hf-hub:{repo.repo_id}')")
-    if register:
-        try:  # a broken registry fails before any write
-            load_published(Path(opts.registry) if opts.registry else None)
-        except (OSError, ValueError) as e:
-            raise PublishError(f'the published weights registry cannot be updated: {e}') from None
     results = _results(opts, repo)
     parent = out.absolute().parent if out is not None else Path(tempfile.gettempdir())
     building = Path(tempfile.mkdtemp(prefix=f'.{repo.model_tag}.', dir=parent))
     try:
         built = _build(building, repo, checkpoint, results, opts)
-        if out is not None:
-            _readable(building)
-            _move_into_place(building, out)
-        else:
-            commit = upload(building, repo, private=opts.private)
-            print(f'uploaded {repo.repo_id}: {commit.commit_url}')
+        with contextlib.ExitStack() as stack:
+            if register:  # written in full before anything is moved or uploaded, renamed into place after
+                text, replaced = _registry_update(repo, checkpoint, built, opts)
+                staged = stack.enter_context(atomic_path(str(registry_path(opts.registry))))
+                Path(staged).write_text(text, encoding='utf-8')
+            if out is not None:
+                _readable(building)
+                write_folder_marker(str(building), MARKER, PROG)
+                _move_into_place(building, out)
+            else:
+                commit = upload(building, repo, private=opts.private)
+                print(f'uploaded {repo.repo_id}: {commit.commit_url}')
     finally:
         if building.exists():
             shutil.rmtree(building)
     if register:
-        _register(repo, checkpoint, built, opts)
+        print(f'{"updated" if replaced else "registered"} {repo.model_tag} in the published weights registry')
     return out if out is not None else Path(repo.repo_id)
 
 
@@ -214,11 +248,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', help='architecture, checked against the repo name (which names it anyway)')
     parser.add_argument('--out', help='write the repo folder here and do not upload')
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing --out folder (only one that this command wrote)')
+                        help=f'replace an existing --out folder: only one holding exactly what this command wrote '
+                             f'there ({MARKER} lists it)')
     parser.add_argument('--no-ema', action='store_true', help="publish the raw weights, not train.py's EMA ones")
     parser.add_argument('--results', help='a validate/ results CSV; rows for this model go into the card')
     parser.add_argument('--dataset', help='Hub dataset id for the card (default: from the checkpoint args)')
-    parser.add_argument('--test-img-size', type=positive_int,
+    parser.add_argument('--test-img-size', type=image_size,
                         help=f'recommended test image size for the config ({MIN_IMG_SIZE} px or more)')
     parser.add_argument('--test-crop-pct', type=fraction, help='recommended test crop for the config, in (0, 1]')
     parser.add_argument('--figures-dir', default=str(FIGURES_DIR), help='where the spp_*.png figures are')

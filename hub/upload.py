@@ -3,32 +3,20 @@
 The token comes from huggingface_hub's usual places (HF_TOKEN, then `hf auth login`'s file); it is only ever
 passed to huggingface_hub, never written anywhere.
 """
-import importlib
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from timm_nf._command_line import UsageError, first_line
+from timm_nf._download import network_errors
 
 from .names import RepoName
 
 
 class UploadError(UsageError):
     """The upload cannot happen: no token, a rejected token, no network, or no right to write to the namespace."""
-
-
-def network_errors() -> Tuple[type, ...]:
-    """What huggingface_hub raises when the Hub cannot be reached: the HTTP client's transport errors, and OSError
-    (requests' errors before huggingface_hub 1.0, OfflineModeIsEnabled, 'not in the local cache')."""
-    errors = [OSError]
-    for http_client in ('httpx', 'httpx2'):  # huggingface_hub 1.x uses httpx, 2.x its fork httpx2
-        try:
-            errors.append(importlib.import_module(http_client).TransportError)
-        except ImportError:
-            pass
-    return tuple(errors)
 
 
 def check_token(repo: RepoName, token: Optional[str] = None) -> str:

@@ -7,6 +7,7 @@ included), 2 for bad input (a missing folder, an unknown tag, an unreadable chec
 """
 import argparse
 import hashlib
+import json
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -14,11 +15,12 @@ import torch
 import timm
 from safetensors import SafetensorError
 
-from timm_nf._command_line import UsageError, command_main, description, first_line, positive_int
+from timm_nf._command_line import UsageError, command_main, description, first_line, image_size, non_negative_float
+from timm_nf._download import hub_or_cache, network_errors
+from timm_nf._memory import check_fits, inference_bytes
 from timm_nf.checkpoint import (CheckpointError, build_model, checkpoint_file, read_checkpoint, read_safetensors,
                                 state_dict_mismatch)
-
-from .upload import network_errors
+from timm_nf.models.variants import MODEL_CONFIGS
 
 PROG = 'python -m hub verify'
 
@@ -50,27 +52,59 @@ def _source(source: str) -> str:
     return source
 
 
+def check_config(path: Path, source: str) -> None:
+    """UsageError unless `path` is the config.json of one of our nets as `python -m hub publish` writes it (timm
+    would fail on it with a JSON, key or type error, or load some other model)."""
+    try:
+        config = json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(f'the config.json of {source} is not readable JSON ({first_line(e)}): expected the config '
+                         f'written by `python -m hub publish`') from None
+    arch = config.get('architecture') if isinstance(config, dict) else None
+    if not isinstance(arch, str) or arch not in MODEL_CONFIGS:
+        found = f'architecture {arch!r}' if isinstance(config, dict) else f'a JSON {type(config).__name__}'
+        raise UsageError(f'the config.json of {source} names {found}: expected a timm-nf model '
+                         f'({", ".join(sorted(MODEL_CONFIGS)[:3])}, ...), as `python -m hub publish` writes')
+    for key, kind, expected in (('num_classes', int, 'a whole number'), ('model_args', dict, 'a mapping'),
+                                ('pretrained_cfg', dict, 'a mapping')):
+        value = config.get(key)
+        if key in config and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise UsageError(f'the config.json of {source} has {key} {value!r}: expected {expected}')
+
+
+def _hub_config(source: str) -> Path:
+    """The config.json of an hf-hub: source, downloaded (or from the cache) to be checked before timm reads it."""
+    from huggingface_hub import hf_hub_download
+    repo_id, _, revision = source.split(':', 1)[1].partition('@')
+    return Path(hf_hub_download(repo_id, 'config.json', revision=revision or None))
+
+
 def load_published(source: str) -> torch.nn.Module:
-    """timm.create_model(source, pretrained=True), with a clear error for unreadable weight files."""
+    """timm.create_model(source, pretrained=True), with a clear error for unreadable configs and weight files."""
     if source.startswith('local-dir:'):
         folder = Path(source.split(':', 1)[1])
         if not folder.is_dir():
             raise UsageError(f'folder {folder} not found: expected a folder written by `python -m hub publish`')
         if not (folder / 'config.json').is_file():
             raise UsageError(f'{folder} has no config.json: expected a folder written by `python -m hub publish`')
+        check_config(folder / 'config.json', source)
         if (folder / 'model.safetensors').is_file():
             try:  # a truncated file is named here, not deep in timm
                 read_safetensors(folder / 'model.safetensors')
             except CheckpointError as e:
                 raise VerifyError(f'the published {e}') from None
-    try:
-        return timm.create_model(source, pretrained=True).eval()
-    except SafetensorError as e:
-        raise VerifyError(f'the published model.safetensors of {source} is truncated or corrupt: {e}') from None
-    except RuntimeError as e:  # timm: "Invalid pretrained tag (x) for arch", "Unknown model (x)"
-        raise UsageError(f'{source}: {e}') from None
-    except network_errors() as e:  # no network, offline mode, not in the local cache
-        raise UsageError(f'cannot download {source}: {first_line(e)}') from None
+    with hub_or_cache() as offline:
+        try:
+            if source.startswith('hf-hub:'):
+                check_config(_hub_config(source), source)
+            return timm.create_model(source, pretrained=True).eval()
+        except SafetensorError as e:
+            raise VerifyError(f'the published model.safetensors of {source} is truncated or corrupt: {e}') from None
+        except RuntimeError as e:  # timm: "Invalid pretrained tag (x) for arch", "Unknown model (x)"
+            raise UsageError(f'{source}: {e}') from None
+        except network_errors() as e:  # no network, offline mode, not in the local cache
+            why = f'{offline}, and it is not in the local cache' if offline else first_line(e)
+            raise UsageError(f'cannot download {source}: {why}') from None
 
 
 def compare(published: torch.nn.Module, reference: torch.nn.Module, img_size: int, atol: float
@@ -108,16 +142,20 @@ def verify(source: str, checkpoint_path: str, use_ema: bool = True, img_size: Op
     published = load_published(source)
     checkpoint = read_checkpoint(checkpoint_path, use_ema=use_ema, arch=published.pretrained_cfg.get('architecture'))
     reference = build_model(checkpoint)
-    return compare(published, reference, img_size or published.pretrained_cfg['input_size'][-1], atol)
+    size = img_size or published.pretrained_cfg['input_size'][-1]
+    shape = (2, published.pretrained_cfg['input_size'][0], size, size)
+    check_fits(2 * inference_bytes(published, shape), f'comparing logits at --img-size {size}',
+               'lower --img-size')
+    return compare(published, reference, size, atol)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('source', help="'hf-hub:ORG/ARCH.TAG', 'local-dir:PATH' / a folder, or 'ARCH.TAG'")
     parser.add_argument('--checkpoint', required=True, help='the train.py checkpoint the weights came from')
     parser.add_argument('--no-ema', action='store_true', help='compare with the raw weights, not the EMA ones')
-    parser.add_argument('--img-size', type=positive_int, default=None,
+    parser.add_argument('--img-size', type=image_size, default=None,
                         help='input size for the logits (default: the config)')
-    parser.add_argument('--atol', type=float, default=1e-5, help='largest allowed logit difference')
+    parser.add_argument('--atol', type=non_negative_float, default=1e-5, help='largest allowed logit difference')
 
 
 def run(opts) -> int:

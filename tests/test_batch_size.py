@@ -107,10 +107,10 @@ def test_batchnorm_is_evaluated_with_running_statistics():
 @pytest.mark.parametrize('argv, message', [
     (['--out-dir', '{missing}'], 'is not an existing folder'),
     (['--batch-sizes', '1', '8'], 'must be at least 2'),
-    (['--epochs', '0'], 'expected a whole number of 1 or more, got 0'),
+    (['--epochs', '0'], 'expected a whole number in [1, 1000], got 0'),
     (['--name', 'a/b'], 'must be a plain file name stem'),
     (['--seeds', '0', '0'], 'only once'),
-    (['--batch-sizes', 'eight'], "expected a whole number of 1 or more, got 'eight'"),
+    (['--batch-sizes', 'eight'], "expected a whole number in [1, 1437], got 'eight'"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     argv = [a.format(missing=tmp_path / 'missing') for a in argv]

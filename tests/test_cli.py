@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 import timm
+import safetensors.torch
 from safetensors.torch import save_file
 
 from helpers import one_error_line
@@ -58,7 +59,7 @@ def test_argparse_errors_are_one_line(capsys):
     code, _, err = _run(capsys, 'spp', ARCH)
     assert code == 2 and 'required: -o/--output' in one_error_line(err, 'timm-nf spp')
     code, _, err = _run(capsys, 'list', '--img-size', '-3')
-    assert code == 2 and 'expected a whole number of 1 or more, got -3' in one_error_line(err, 'timm-nf list')
+    assert code == 2 and 'expected a whole number in [1, 8192], got -3' in one_error_line(err, 'timm-nf list')
 
 
 def test_console_script_exits_2_without_a_traceback(tmp_path):
@@ -160,8 +161,8 @@ def test_fuse_bad_checkpoints(tmp_path, capsys, content, message):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['nf_resnet26', '--in-chans', '0'], 'argument --in-chans: expected a whole number of 1 or more, got 0'),
-    (['nf_resnet26', '--num-classes', '-1'], 'argument --num-classes: expected a whole number of 0 or more'),
+    (['nf_resnet26', '--in-chans', '0'], 'argument --in-chans: expected a whole number in [1, 16384], got 0'),
+    (['nf_resnet26', '--num-classes', '-1'], 'argument --num-classes: expected a whole number in [0, 1000000]'),
     (['nf_resnet26', '-o', '{dir}/x.pth'], '-o/--output {dir}/x.pth: expected a file name ending in .safetensors'),
     (['nf_resnet26', '-o', '{dir}'], 'is a folder'),
     (['nf_resnt26'], "unknown model 'nf_resnt26'; close matches: nf_resnet26"),
@@ -173,6 +174,79 @@ def test_fuse_bad_arguments(tmp_path, capsys, argv, message):
         argv += ['-o', str(tmp_path / 'x.safetensors')]
     code, _, err = _run(capsys, 'fuse', *argv)
     assert code == 2 and message.format(dir=tmp_path) in one_error_line(err, 'timm-nf fuse')
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """huggingface_hub's cache in a fresh folder and an endpoint that refuses connections, as on a machine without
+    network; a retry (huggingface_hub sleeps between retries) fails the test: offline is one line, at once."""
+    import socket
+
+    import huggingface_hub.constants
+    import huggingface_hub.utils._http
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, 'ENDPOINT', f'http://127.0.0.1:{port}')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(tmp_path / 'hf_cache'))
+
+    def no_retries(seconds):
+        raise AssertionError(f'huggingface_hub retried (slept {seconds} s) instead of failing at once')
+
+    monkeypatch.setattr(huggingface_hub.utils._http.time, 'sleep', no_retries)
+    return tmp_path / 'hf_cache'
+
+
+def _cache_hub_file(cache, repo_id: str, name: str, write) -> None:
+    """A file of a Hub repo as huggingface_hub's cache holds it after a download."""
+    snapshot = cache / f'models--{repo_id.replace("/", "--")}' / 'snapshots' / ('0' * 40)
+    snapshot.mkdir(parents=True)
+    write(snapshot / name)
+    (snapshot.parent.parent / 'refs').mkdir()
+    (snapshot.parent.parent / 'refs' / 'main').write_text('0' * 40)
+
+
+def test_fuse_of_a_pretrained_tag_fuses_the_published_weights(tmp_path, offline_hub, capsys):
+    torch.manual_seed(7)
+    published = timm.create_model('nf_regnet_b1').eval()  # stands in for timm's nf_regnet_b1.ra2_in1k weights
+    _cache_hub_file(offline_hub, 'timm/nf_regnet_b1.ra2_in1k', 'model.safetensors',
+                    lambda path: save_file(published.state_dict(), str(path)))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = published(x)
+    for argv, out in ((['nf_regnet_b1.ra2_in1k'], tmp_path / 'tag.safetensors'),  # a tag, or --pretrained
+                      (['nf_regnet_b1', '--pretrained'], tmp_path / 'flag.safetensors')):
+        code, stdout, err = _run(capsys, 'fuse', *argv, '-o', out)
+        assert code == 0, err
+        assert 'weights: the published nf_regnet_b1.ra2_in1k weights' in stdout
+    with torch.no_grad():  # the published weights, from the cache: never random ones under the tag's name
+        torch.testing.assert_close(load_fused(str(tmp_path / 'tag.safetensors'))(x), expected, rtol=1e-4, atol=1e-4)
+    tag, flag = (safetensors.torch.load_file(str(tmp_path / f'{n}.safetensors')) for n in ('tag', 'flag'))
+    assert tag.keys() == flag.keys() and all(torch.equal(tag[k], flag[k]) for k in tag)
+    code, _, err = _run(capsys, 'fuse', 'nf_resnet50.ra2_in1k', '-o', tmp_path / 'other.safetensors')
+    assert code == 2 and 'cannot download the weights of nf_resnet50.ra2_in1k' in one_error_line(err, 'timm-nf fuse')
+    assert 'cannot be reached' in err and not (tmp_path / 'other.safetensors').exists()
+    code, _, err = _run(capsys, 'spp', 'resnet18', '--pretrained', '-o', tmp_path / 'spp.png')
+    assert code == 2 and 'cannot download the weights of resnet18' in one_error_line(err, 'timm-nf spp')
+
+
+def test_fixed_size_timm_models_are_built_at_the_size_asked(tmp_path, capsys):
+    code, out, err = _run(capsys, 'list', 'dm_nf_regnet_b0', '--forward', 'vit_tiny_patch16_224', '--img-size', '64')
+    assert code == 0, err
+    assert 'forward vit_tiny_patch16_224: input (2, 3, 64, 64) -> logits (2, 1000), finite=True' in out
+    table = tmp_path / 'spp.csv'
+    code, _, err = _run(capsys, 'spp', 'vit_tiny_patch16_224', '--img-size', '64', '--batch', '2', '-o',
+                        tmp_path / 'spp.png', '--csv', table)
+    assert code == 0, err
+    assert len(table.read_text().splitlines()) == 1 + 13  # header, the stem and 12 blocks
+
+
+def test_spp_refuses_statistics_that_overflowed(tmp_path, capsys):
+    code, _, err = _run(capsys, 'spp', 'dm_nf_regnet_b0', '--img-size', '64', '--batch', '2', '--skipinit-gain',
+                        '1000', '-o', tmp_path / 'spp.png')
+    line = one_error_line(err, 'timm-nf spp')
+    assert code == 2 and 'the activations overflowed float32' in line and '--skipinit-gain 1000' in line
     assert list(tmp_path.iterdir()) == []
 
 

@@ -127,13 +127,16 @@ def test_publish_writes_a_timm_hub_folder(published, checkpoint, registry):
     assert {e['tag'] for e in load_published()} == {e['tag'] for e in load_published(registry)} - {f'{ARCH}.test'}
 
 
-def test_a_card_shows_the_spp_figure_of_its_own_kind(tmp_path):
+def test_a_card_shows_the_spp_figure_of_its_own_family(tmp_path):
     for name in ('spp_nf_resnet600.png', 'spp_resnet50_flavours.png'):
         (tmp_path / name).write_bytes(b'png')
     assert hub.publish._spp_figure('dm_nf_resnet101', tmp_path).name == 'spp_nf_resnet600.png'
+    # the timm family's card shows timm's NF-ResNet-50 beside ours, never the paper-exact NF-ResNet-600
+    assert hub.publish._spp_figure('nf_resnet50', tmp_path).name == 'spp_resnet50_flavours.png'
     assert hub.publish._spp_figure('nf_regnet_b1', tmp_path) is None  # never a ResNet's figure instead
     (tmp_path / 'spp_nf_regnet_b0.png').write_bytes(b'png')
-    assert hub.publish._spp_figure('dm_nf_regnet_b3', tmp_path).name == 'spp_nf_regnet_b0.png'
+    assert hub.publish._spp_figure('dm_nf_regnet_b0', tmp_path) is None  # the other family's RegNet
+    assert hub.publish._spp_figure('nf_regnet_b0', tmp_path).name == 'spp_nf_regnet_b0.png'
 
 
 def test_no_ema_publishes_the_raw_weights_and_overwrite_is_explicit(work, published, checkpoint, capsys):
@@ -145,6 +148,46 @@ def test_no_ema_publishes_the_raw_weights_and_overwrite_is_explicit(work, publis
     tensors, raw = safetensors.torch.load_file(out / 'model.safetensors'), _weights(1)
     assert all(torch.equal(tensors[k], raw[k]) for k in raw)
     assert not list(work.glob('.*'))  # neither the build folder nor the replaced one is left behind
+
+
+def test_a_checkpoint_of_four_input_channels_publishes_and_verifies(work, capsys):
+    torch.manual_seed(3)
+    kwargs = dict(num_classes=10, in_chans=4, depths=(1, 1, 1, 1))
+    model = perturb_(timm.create_model(ARCH, **kwargs))
+    args = argparse.Namespace(model=ARCH, num_classes=10, in_chans=4, gp=None, model_kwargs={'depths': (1, 1, 1, 1)},
+                              img_size=64)
+    checkpoint, out = work / 'four_channels.pth.tar', work / 'four_channels'
+    torch.save(dict(arch=ARCH, args=args, epoch=0, state_dict=model.state_dict()), checkpoint)
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out) == 0  # the MAC count took 3 channels: a traceback
+    assert json.loads((out / 'config.json').read_text())['pretrained_cfg']['input_size'] == [4, 64, 64]
+    params, macs = params_and_macs(ARCH, [64], **kwargs)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.randn(1, 4, 64, 64))
+    assert macs[64] * 2 == counter.get_total_flops() and f'{macs[64] / 1e9:.2f}' in (out / 'README.md').read_text()
+    from hub.verify import main as verify
+    assert verify([str(out), '--checkpoint', str(checkpoint)]) == 0
+    assert 'PASS  logits: max |Δ| = 0 on a fixed (2, 4, 64, 64) input' in capsys.readouterr().out
+
+
+def test_a_registry_that_cannot_be_written_stops_publish_before_anything_is_built(work, checkpoint, monkeypatch,
+                                                                                 capsys):
+    import tempfile
+    registry = work / 'locked' / 'published_weights.json'
+    registry.parent.mkdir()
+    shutil.copy(PUBLISHED_WEIGHTS_FILE, registry)
+    before, out = registry.read_text(), work / 'locked_out'
+    create = tempfile.mkstemp
+
+    def read_only_folder(*args, dir=None, **kwargs):  # what a folder without write permission does (tests run as root)
+        if dir is not None and Path(dir).resolve() == registry.parent.resolve():
+            raise PermissionError(13, 'Permission denied')
+        return create(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, 'mkstemp', read_only_folder)
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', out, '--register', '--registry', registry) == 2
+    line = _error_line(capsys)
+    assert 'cannot write' in line and 'no file can be created in folder' in line and 'Permission denied' in line
+    assert not out.exists() and registry.read_text() == before and not list(work.glob('.*'))
 
 
 # --- serving the folder the way the Hub does ---------------------------------------------------------------
@@ -325,9 +368,9 @@ def _error_line(capsys, prog='python -m hub publish') -> str:
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number of 1 or more, got -5'),
+    (['--test-img-size', '-5'], 'argument --test-img-size: expected a whole number in [1, 8192], got -5'),
     (['--test-img-size', '8'], '--test-img-size 8 is too small: expected 32 px or more'),
-    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a number in (0, 1], got '1.5'"),
+    (['--test-crop-pct', '1.5'], "argument --test-crop-pct: expected a finite number in (0, 1], got '1.5'"),
     (['--results', '{work}/no_results.csv'], 'no_results.csv not found'),
 ])
 def test_bad_options_stop_before_anything_is_built(work, checkpoint, capsys, flags, message):
@@ -360,7 +403,7 @@ def test_out_is_only_ever_a_folder_this_command_wrote(work, published, checkpoin
     mine.mkdir()
     (mine / 'thesis.tex').write_text('years of work')
     assert _publish(checkpoint, '--repo-id', REPO, '--out', mine, '--overwrite') == 2
-    assert 'holds other files and no config.json' in _error_line(capsys)
+    assert 'holds files that this command did not write (it has no .timm-nf-publish.json)' in _error_line(capsys)
     assert [p.name for p in mine.iterdir()] == ['thesis.tex']
     assert not list(work.glob('.*'))
 

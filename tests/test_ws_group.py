@@ -20,7 +20,7 @@ from timm.layers import set_reentrant_ckpt
 from torch import nn
 
 from timm_nf.layers import WSConv2d, WSGroup
-from timm_nf.layers.ws_group import shared_pass_on
+from timm_nf.layers.ws_group import in_forward_window, shared_pass_on
 from validate.op_count import KernelCounter as _OpCounter
 
 
@@ -70,6 +70,7 @@ class _Chain(nn.Module):
         self.d._ws_out_gain = (self.skip,)
         WSGroup.attach([self.a, self.b, self.c, self.d])
 
+    @in_forward_window  # as NFNet's: the shared pass serves one forward of the whole group
     def forward(self, x):
         return self.d(torch.tanh(self.c(torch.tanh(self.b(torch.tanh(self.a(x)))))), self.skip)
 
@@ -257,6 +258,72 @@ def test_a_changed_weight_is_never_served_stale():
         with _per_conv_formula(model):
             expected = model.stages(features)
         assert rel_err(model.stages(features), expected) < 1e-6
+
+
+def test_a_weight_changed_through_data_is_never_served_stale():
+    """`.data` bypasses the version counter; outside one forward of the whole net no pass is served, so no change
+    of any kind can be missed there (the issue: stem run, a weight changed through .data, then the stages alone)."""
+    model = perturb_(timm.create_model('nf_regnet_b0', depths=(1, 1, 1, 1))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.stem(x)
+        before = model.stages(features)
+        for conv in (model.stages[1][0].conv2, model.stages[3][0].conv3):
+            conv.weight.data.normal_()  # no new version, same storage: invisible to a stamp
+        with _OpCounter() as counter:
+            after = model.stages(features)
+        assert counter.ops['segment_reduce'] == 0  # a part of the net alone: each conv's own formula
+        with _per_conv_formula(model):
+            expected = model.stages(features)
+        assert rel_err(after, expected) < 1e-6 and rel_err(after, before) > 0.1
+        with _OpCounter() as counter:
+            full = model(x)
+        assert counter.ops['segment_reduce'] == 2  # a whole forward: one shared pass, from the new weights
+        with _per_conv_formula(model):
+            assert rel_err(full, model(x)) < 1e-6
+
+
+def test_the_boundary_a_hook_inside_the_forward_changing_data():
+    """The one way to get an older weight: code run inside the forward (here a forward pre-hook) that changes a
+    weight through .data after the stem has made the pass. A change through a tracked in-place op is seen."""
+    model = perturb_(timm.create_model('nf_regnet_b0', depths=(1, 1, 1, 1))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    conv = model.stages[2][0].conv2
+    old = conv.weight.detach().clone()
+    new = torch.randn_like(old)
+
+    def expected_with(weight):
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            with _per_conv_formula(model):
+                return model(x)
+
+    stale_expected, fresh_expected = expected_with(old), expected_with(new)
+    for tracked in (False, True):
+        with torch.no_grad():
+            conv.weight.copy_(old)
+
+        def change(module, args):
+            with torch.no_grad():
+                (conv.weight.copy_ if tracked else conv.weight.data.copy_)(new)
+
+        handle = model.stages[2].register_forward_pre_hook(change)
+        with torch.no_grad():
+            out = model(x)
+        handle.remove()
+        if tracked:  # copy_ on the parameter bumps its version: the conv computes its own weight
+            assert rel_err(out, fresh_expected) < 1e-6
+        else:  # documented in README: the pass made at the stem is served
+            assert rel_err(out, stale_expected) < 1e-6 and rel_err(out, fresh_expected) > 1e-3
+
+
+def test_a_failed_forward_closes_its_window():
+    from timm_nf.layers import ws_group
+    model = timm.create_model('nf_regnet_b0', depths=(1, 1, 1, 1), features_only=True)
+    for net in (model, timm.create_model('nf_regnet_b0', depths=(1, 1, 1, 1))):
+        with pytest.raises((ValueError, RuntimeError)):  # the net's own check, or the stem conv's (features_only)
+            net(torch.randn(2, 4, 32, 32))
+        assert ws_group._current_window() is None
 
 
 def test_vmap_of_grad_gives_per_sample_gradients():

@@ -14,7 +14,10 @@ def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path in the same folder; on success it becomes `path` with the usual permissions."""
     folder = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.tmp-{base}-', suffix=ext)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.tmp-{base}-', suffix=ext)
+    except OSError as e:  # named after the file asked for, not the temporary one
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
         yield tmp

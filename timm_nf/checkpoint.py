@@ -7,6 +7,7 @@ state dict (then the architecture must be given).
 """
 import argparse
 import codecs
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -108,6 +109,32 @@ def _torch_load(path: Path) -> Any:
                               f'{first_line(e)[:200]}') from None
 
 
+def _check_state_dict(state_dict: Any, path: Path, where: str) -> Dict[str, torch.Tensor]:
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in state_dict.items()):
+        raise CheckpointError(f'{path}: {where} is a {type(state_dict).__name__} '
+                              f'{"holding other things than tensors " if isinstance(state_dict, dict) else ""}'
+                              f'where a state dict (parameter name → tensor) was expected')
+    return state_dict
+
+
+def _train_args(meta: Dict[str, Any], path: Path) -> Dict[str, Any]:
+    """train.py's arguments as a dict (its argparse.Namespace, or a dict); CheckpointError for anything else."""
+    args = meta.get('args')
+    if args is None:
+        return {}
+    if not isinstance(args, (argparse.Namespace, dict)):
+        raise CheckpointError(f"{path}: its 'args' is a {type(args).__name__}, expected train.py's argparse.Namespace "
+                              f'(or a dict) of training arguments')
+    args = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    if not isinstance(args.get('model_kwargs') or {}, dict):
+        raise CheckpointError(f"{path}: its args.model_kwargs is a {type(args['model_kwargs']).__name__}, expected a "
+                              f'dict of create_model arguments')
+    if not isinstance(args.get('model') or '', str):
+        raise CheckpointError(f"{path}: its args.model is a {type(args['model']).__name__}, expected a model name")
+    return args
+
+
 def _pick_weights(checkpoint: Dict[str, Any], use_ema: bool) -> Tuple[str, Dict[str, torch.Tensor]]:
     # timm.models.load_state_dict makes the same choice but does not say which one it made; the report needs it
     for key in (_EMA_KEYS + _RAW_KEYS) if use_ema else _RAW_KEYS:
@@ -142,8 +169,10 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
             weights, state_dict, meta = 'state_dict', meta, {}  # a bare state dict saved with torch.save
         else:
             weights, state_dict = _pick_weights(meta, use_ema)
-        args = meta.get('args')
-        train_args = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+            state_dict = _check_state_dict(state_dict, path, f"its '{weights}'")
+        train_args = _train_args(meta, path)
+        if not isinstance(meta.get('arch') or '', str):
+            raise CheckpointError(f"{path}: its 'arch' is a {type(meta['arch']).__name__}, expected a model name")
     recorded_arch = meta.get('arch') or train_args.get('model')
     arch = arch or recorded_arch
     if not arch:
@@ -158,7 +187,16 @@ def read_checkpoint(path, use_ema: bool = True, arch: Optional[str] = None,
     return TrainCheckpoint(
         path=path, arch=arch, state_dict=state_dict, weights=weights,
         model_args={**recorded, **(model_args or {})}, train_args=train_args,
-        epoch=meta.get('epoch'), metric=meta.get('metric'), version=meta.get('version'), recorded_arch=recorded_arch)
+        epoch=_number(meta.get('epoch'), int), metric=_number(meta.get('metric'), float),
+        version=_number(meta.get('version'), int), recorded_arch=recorded_arch)
+
+
+def _number(value: Any, kind: type) -> Any:
+    """A recorded number, or None for anything else (it is only reported, never computed with)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return kind(value) if number else None
 
 
 def _describe(keys: List[str], limit: int = 8) -> str:

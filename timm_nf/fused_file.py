@@ -5,6 +5,7 @@ constructor arguments in the file's metadata, so that `load_fused(path)` rebuild
     model = timm_nf.fusion.load_fused('nf_resnet50_fused.safetensors')
 """
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -12,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ._arguments import require_type
 from ._atomic import atomic_path
 from ._command_line import UsageError
 from .checkpoint import state_dict_mismatch, unreadable_reason
@@ -64,6 +66,9 @@ def load_fused(path: str, model_name: Optional[str] = None, **kwargs) -> nn.Modu
 
     from . import fuse
 
+    require_type('path', path, (str, os.PathLike), 'the path of a file written by `timm-nf fuse`')
+    if model_name is not None:
+        require_type('model_name', model_name, str, 'None or a registered model name')
     path = Path(path)
     meta = _metadata(path)
     model_name = model_name or meta.get('model')

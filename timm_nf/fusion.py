@@ -19,6 +19,7 @@ from timm.layers import (Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_a
 from timm.models import nfnet as timm_nfnet
 from torch import nn
 
+from ._arguments import require_type
 from ._progress import progress_bar
 
 from .layers import WSConv2d
@@ -161,6 +162,21 @@ def _fuse_normfreenet(model: timm_nfnet.NormFreeNet) -> None:
 
 # ------------------------------------------------------------------------------------------------------ API
 
+def check_fusable(model: nn.Module) -> bool:
+    """True when `fuse` has work to do on `model`, False when it is fused already; TypeError naming `model` when it
+    is not a net that fuses (cheap: run it on a model built on the meta device before building the real one)."""
+    require_type('model', model, nn.Module, "a timm_nf NFNet or timm's NormFreeNet")
+    modules = list(model.modules())
+    has_ws = any(isinstance(m, WSConv2d) for m in modules)
+    if not has_ws and not any(_is_scaled_std_conv(m) for m in modules) and any(isinstance(m, FrozenMixin)
+                                                                                for m in modules):
+        return False
+    if not has_ws and not isinstance(model, timm_nfnet.NormFreeNet):
+        hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
+        raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
+    return True
+
+
 def fuse(model: nn.Module) -> nn.Module:
     """A frozen inference copy of `model` (our NFNet, or timm's NormFreeNet) with every WS conv folded, in eval mode.
 
@@ -169,18 +185,12 @@ def fuse(model: nn.Module) -> nn.Module:
     walking into what it replaced), so `--reparam`, `model.fuse()` and `fuse(model)` give the same modules and weights; `fuse` also freezes what has no `fuse()` (the classifier). Fusing an already
     fused model returns it unchanged. A progress bar shows on a terminal for deep nets.
     """
-    modules = list(model.modules())
-    has_ws = any(isinstance(m, WSConv2d) for m in modules)
-    if not has_ws and not any(_is_scaled_std_conv(m) for m in modules) and any(isinstance(m, FrozenMixin)
-                                                                                for m in modules):
+    if not check_fusable(model):
         return model  # fused already
     if isinstance(model, timm_nfnet.NormFreeNet):
         fused = copy.deepcopy(model)
         _fuse_normfreenet(fused)
         return freeze_(fused)
-    if not has_ws:
-        hint = ' (fuse the model before torch.compile)' if hasattr(model, '_orig_mod') else ''
-        raise TypeError(f"fuse() expects a timm_nf NFNet or timm's NormFreeNet, got {type(model).__name__}{hint}")
     fused = copy.deepcopy(model)
     fusible = [(parent, name) for parent in fused.modules() for name, child in parent.named_children()
                if hasattr(child, 'fuse')]

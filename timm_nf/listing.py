@@ -6,17 +6,23 @@ from typing import List, Optional
 import timm
 import torch
 
-from ._command_line import UsageError, check_model_name, command_main, description, positive_int
+from ._arguments import BadArgument
+from ._command_line import UsageError, check_model_name, command_main, description, first_line, image_size
+from ._memory import check_fits, inference_bytes
 from .models import MODEL_CONFIGS
+from .spp.inputs import create_at_size
 
 PROG = 'timm-nf list'
+BATCH = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('pattern', nargs='?', default='*nf_*', help='name filter (default: every timm-nf model)')
     parser.add_argument('--forward', default='dm_nf_regnet_b0,nf_resnet26',
                         help="comma-separated models to run a forward pass on ('none' to skip)")
-    parser.add_argument('--img-size', type=positive_int, default=128, help='input size of the forward pass')
+    parser.add_argument('--img-size', type=image_size, default=128,
+                        help='input size of the forward pass (timm models built for one size, such as ViTs, are '
+                             'built for this one)')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     forward = [] if args.forward == 'none' else [n for n in args.forward.split(',') if n]
     for name in forward:
         check_model_name(name)
+    for name in forward:  # before anything is printed: each fits the size and the memory
+        _rehearse(name, args.img_size)
     print(f"{'model':<20}{'family':<18}{'params (M)':>11}{'train px':>9}{'test px':>8}  default weights")
     for name in names:
         with torch.device('meta'):
@@ -39,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<20}{family:<18}{params:>11.2f}{cfg['input_size'][-1]:>9}{test:>8}  {weights}")
 
     for name in forward:
-        model = timm.create_model(name).eval()
-        x = torch.randn(2, 3, args.img_size, args.img_size)
+        model = create_at_size(name, args.img_size).eval()
+        x = torch.randn(BATCH, model.pretrained_cfg['input_size'][0], args.img_size, args.img_size)
         start = time.perf_counter()
         try:
             with torch.no_grad():
                 logits = model(x)
-        except RuntimeError as e:  # e.g. an input smaller than the net's downsampling
-            raise UsageError(f'--img-size {args.img_size} does not fit {name}: {str(e).splitlines()[0]}') from None
+        except (RuntimeError, ValueError, AssertionError) as e:  # a model that could not be checked on meta
+            raise UsageError(f'--img-size {args.img_size} does not fit {name}: {_first(e)}') from None
         ok = bool(torch.isfinite(logits).all())
         print(f'forward {name}: input {tuple(x.shape)} -> logits {tuple(logits.shape)}, finite={ok}, '
               f'{time.perf_counter() - start:.2f}s')
@@ -55,5 +63,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rehearse(name: str, img_size: int) -> None:
+    """The forward pass on the meta device (shapes only): the size fits the model, and the memory it needs."""
+    try:
+        with torch.device('meta'):
+            model = create_at_size(name, img_size).eval()
+    except BadArgument:
+        raise
+    except Exception:  # noqa: BLE001  a timm model that cannot be built without memory is checked as it runs
+        return
+    shape = (BATCH, model.pretrained_cfg['input_size'][0], img_size, img_size)
+    try:
+        needed = inference_bytes(model, shape)
+    except (RuntimeError, ValueError, AssertionError) as e:  # e.g. an input smaller than the net's downsampling
+        raise UsageError(f'--img-size {img_size} does not fit {name}: {_first(e)}') from None
+    check_fits(needed, f'a forward pass of {name} at {img_size} px', 'lower --img-size')
+
+
+def _first(error: BaseException) -> str:
+    return first_line(error)[:200]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    return command_main(PROG, description(__doc__), add_arguments, run, argv)
+    return command_main(PROG, description(__doc__), add_arguments, run, argv, options={'img_size': '--img-size'})

@@ -45,8 +45,9 @@ from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 
 from timm_nf._atomic import atomic_path, write_text_atomic
-from timm_nf._command_line import (UsageError, check_output_file, command_main, finite_float, non_negative_int,
-                                   positive_int)
+from timm_nf._command_line import (UsageError, check_output_file, command_main, non_negative_float, positive_float,
+                                   random_seed, whole_number)
+from timm_nf._memory import check_training_fits
 
 from . import digits
 from .machine import cpu_name
@@ -274,12 +275,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out-dir', type=Path, default=RESULTS_DIR, help='an existing folder (default validate/results)')
     p.add_argument('--name', default='batch_size', help='file name stem of the outputs (default batch_size)')
     p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
-    p.add_argument('--batch-sizes', nargs='+', type=positive_int, default=list(BATCH_SIZES))
-    p.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
-    p.add_argument('--epochs', type=positive_int, default=6)
-    p.add_argument('--base-lr', type=finite_float, default=0.05, help='learning rate at batch 64 (default 0.05)')
-    p.add_argument('--weight-decay', type=finite_float, default=5e-5)
-    p.add_argument('--img-size', type=positive_int, default=32)
+    p.add_argument('--batch-sizes', nargs='+', type=whole_number(1, digits.TRAIN_IMAGES), default=list(BATCH_SIZES))
+    p.add_argument('--seeds', nargs='+', type=random_seed, default=[0, 1, 2])
+    p.add_argument('--epochs', type=whole_number(1, 1000), default=6)
+    p.add_argument('--base-lr', type=positive_float, default=0.05, help='learning rate at batch 64 (default 0.05)')
+    p.add_argument('--weight-decay', type=non_negative_float, default=5e-5)
+    p.add_argument('--img-size', type=whole_number(1, digits.MAX_IMG_SIZE), default=32)
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
 
 
@@ -300,6 +301,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
     for suffix in ('_runs.csv', '.json', '.md', '.png'):
         check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
+    for kind in args.nets:
+        check_training_fits(lambda: build_net(kind, 0), (max(args.batch_sizes), 3, args.img_size, args.img_size),
+                            f'training {kind} at batch {max(args.batch_sizes)}, --img-size {args.img_size}',
+                            'lower --batch-sizes or --img-size')
 
 
 def _run(args: argparse.Namespace) -> int:

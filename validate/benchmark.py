@@ -49,7 +49,9 @@ from torch import nn
 
 import timm_nf
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import UsageError, check_output_file, command_main, non_negative_int, positive_int
+from timm_nf._command_line import (UsageError, batch_size, check_output_file, command_main, image_size, whole_number)
+from timm_nf._memory import check_fits, check_training_fits, inference_bytes
+from timm_nf.models.config import MAX_DEPTH
 from timm_nf.fusion import fuse
 from timm_nf.layers.ws_group import shared_pass_on
 from validate.machine import cpu_name
@@ -353,8 +355,8 @@ def _depths(value: str) -> tuple:
         depths = tuple(int(v) for v in value.split(','))
     except ValueError:
         depths = ()
-    if len(depths) != 4 or min(depths) < 1:
-        raise argparse.ArgumentTypeError(f'expected four positive block counts such as 1,1,1,1, got {value!r}')
+    if len(depths) != 4 or min(depths) < 1 or max(depths) > MAX_DEPTH:
+        raise argparse.ArgumentTypeError(f'expected four block counts in [1, {MAX_DEPTH}] such as 1,1,1,1, got {value!r}')
     return depths
 
 
@@ -369,18 +371,20 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--rows', default=None, type=lambda v: _csv(v, ALL_ROWS, 'row'),
                    help=f'subset of {",".join(ALL_ROWS)}; default: all on a GPU, {",".join(CPU_ROWS)} on a CPU')
     p.add_argument('--modes', default=['infer', 'train'], type=lambda v: _csv(v, ('infer', 'train'), 'mode'))
-    p.add_argument('--rounds', type=positive_int, default=None, help='timed rounds (default 5 on GPU, 7 on CPU)')
-    p.add_argument('--warmup', type=non_negative_int, default=None,
+    p.add_argument('--rounds', type=whole_number(1, 10_000), default=None,
+                   help='timed rounds (default 5 on GPU, 7 on CPU)')
+    p.add_argument('--warmup', type=whole_number(0, 10_000), default=None,
                    help='untimed rounds first, where compilation happens (default 2)')
-    p.add_argument('--iters', type=positive_int, default=None, help='iterations per round (default 4 on GPU, 1 on CPU)')
-    p.add_argument('--train-batch', type=positive_int, default=None)
-    p.add_argument('--train-size', type=positive_int, default=None)
-    p.add_argument('--infer-batch', type=positive_int, default=None)
-    p.add_argument('--infer-size', type=positive_int, default=None)
+    p.add_argument('--iters', type=whole_number(1, 10_000), default=None,
+                   help='iterations per round (default 4 on GPU, 1 on CPU)')
+    p.add_argument('--train-batch', type=batch_size, default=None)
+    p.add_argument('--train-size', type=image_size, default=None)
+    p.add_argument('--infer-batch', type=batch_size, default=None)
+    p.add_argument('--infer-size', type=image_size, default=None)
     p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every row (quick checks)')
     p.add_argument('--no-kernel-count', action='store_true', help='skip the kernel-count columns')
     p.add_argument('--fp32', action='store_true', help='no bf16 autocast on a GPU')
-    p.add_argument('--threads', type=positive_int, default=None,
+    p.add_argument('--threads', type=whole_number(1, 4096), default=None,
                    help="CPU threads for torch (default: torch's); 1 avoids thread-barrier stalls on a loaded machine")
     p.add_argument('--out', default=None, help='results JSON path (default validate/results/benchmark_<device>_<time>.json)')
 
@@ -415,6 +419,24 @@ def _settings(args) -> Settings:
     )
 
 
+def _check_memory(args: argparse.Namespace, cfg: Settings) -> None:
+    """One training step and one inference step of each architecture must fit (estimated in float32)."""
+    available = torch.cuda.mem_get_info(cfg.device)[0] if cfg.device.type == 'cuda' else None
+    for arch in args.models:
+        def build(arch=arch):
+            return timm.create_model(arch, **({'depths': cfg.depths} if cfg.depths else {}))
+        if 'train' in args.modes:
+            check_training_fits(build, (cfg.train_batch, 3, cfg.train_size, cfg.train_size),
+                                f'a training step of {arch} at batch {cfg.train_batch}, {cfg.train_size} px',
+                                'lower --train-batch or --train-size', available)
+        if 'infer' in args.modes:
+            with torch.device('meta'):
+                model = build().eval()
+            check_fits(inference_bytes(model, (cfg.infer_batch, 3, cfg.infer_size, cfg.infer_size)),
+                       f'inference of {arch} at batch {cfg.infer_batch}, {cfg.infer_size} px',
+                       'lower --infer-batch or --infer-size', available)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     return command_main('python -m validate benchmark', __doc__.split('\n')[0], _add_arguments, _run, argv)
 
@@ -429,6 +451,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = _settings(args)
     gpu = cfg.device.type == 'cuda'
+    _check_memory(args, cfg)
     rows_wanted = args.rows or list(ALL_ROWS if gpu else CPU_ROWS)
     rounds = args.rounds or (5 if gpu else 7)
     if gpu:

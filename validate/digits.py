@@ -44,7 +44,9 @@ from timm.utils import accuracy, dispatch_clip_grad
 from torch import nn
 
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import ArgumentParser
+from timm_nf._command_line import (check_output_dir, check_output_file, command_main, non_negative_float,
+                                   positive_float, whole_number)
+from timm_nf._memory import check_training_fits
 
 import timm_nf  # noqa: F401  (registers our models)
 
@@ -275,25 +277,41 @@ def run(out_dir: Path, img_size: int, batch_size: int, epochs: int, lr: float, w
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = ArgumentParser(prog='python -m validate digits', description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', type=Path, default=RESULTS_DIR)
-    parser.add_argument('--img-size', type=int, default=32)
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--epochs', type=int, default=15)
-    parser.add_argument('--lr', type=float, default=0.1)
-    parser.add_argument('--weight-decay', type=float, default=5e-5)
-    parser.add_argument('--sweep-steps', type=int, default=100)
-    parser.add_argument('--agc', type=float, default=0.01, help='AGC clip factor for the sweep')
+PROG = 'python -m validate digits'
+MAX_IMG_SIZE = 256  # the scans are 8x8 pixels: a larger upscale only costs time and disk
+TRAIN_IMAGES = 1437  # 80% of the 1,797 digits
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument('--out-dir', type=Path, default=RESULTS_DIR, help='created if missing (its parent must exist)')
+    parser.add_argument('--img-size', type=whole_number(16, MAX_IMG_SIZE), default=32)
+    parser.add_argument('--batch-size', type=whole_number(2, TRAIN_IMAGES), default=64)
+    parser.add_argument('--epochs', type=whole_number(1, 1000), default=15)
+    parser.add_argument('--lr', type=positive_float, default=0.1)
+    parser.add_argument('--weight-decay', type=non_negative_float, default=5e-5)
+    parser.add_argument('--sweep-steps', type=whole_number(10, 100_000), default=100)
+    parser.add_argument('--agc', type=positive_float, default=0.01, help='AGC clip factor for the sweep')
     parser.add_argument('--parts', nargs='+', choices=('recipe', 'sweep'), default=['recipe', 'sweep'])
-    args = parser.parse_args(argv)
-    if args.img_size < 16 or args.batch_size < 2 or args.epochs < 1 or args.sweep_steps < 10:
-        parser.error('need --img-size >= 16, --batch-size >= 2, --epochs >= 1 and --sweep-steps >= 10')
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        parser.error(f'--out-dir {args.out_dir} is a file: expected a folder (it is created if missing)')
+
+
+def _run(args) -> int:
+    check_output_dir(args.out_dir, '--out-dir', may_create=True)
+    names = (['digits.json'] if 'recipe' in args.parts else []) + \
+        (['digits_sweep.json', 'digits_sweep.csv'] if 'sweep' in args.parts else [])
+    if args.out_dir.is_dir():
+        for name in names:
+            check_output_file(str(args.out_dir / name), '--out-dir')
+    for kind in NETS:
+        check_training_fits(lambda: build_net(kind), (args.batch_size, 3, args.img_size, args.img_size),
+                            f'training {kind} at --batch-size {args.batch_size}, --img-size {args.img_size}',
+                            'lower --batch-size or --img-size')
     run(args.out_dir, args.img_size, args.batch_size, args.epochs, args.lr, args.weight_decay, args.sweep_steps,
         args.agc, SWEEP_LRS, parts=args.parts)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return command_main(PROG, __doc__.split('\n')[0], add_arguments, _run, argv)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ from timm.models import get_pretrained_cfg
 
 from hub.describe import sizes as data_sizes
 from hub.flops import params_and_macs
-from timm_nf._command_line import ArgumentParser, UsageError, check_output_file, fail
+from timm_nf._command_line import UsageError, batch_size, check_output_file, command_main, whole_number
 from timm_nf.models import MODEL_CONFIGS
 from timm_nf.models.published import load_published
 from timm_nf.run import SCRIPTS_DIR_ENV
@@ -151,6 +151,10 @@ def write_csv(rows: List[Dict], out: Path) -> None:
 
 def run(args) -> List[Dict]:
     check_output_file(str(args.out), '--out', suffixes=('.csv',))
+    if args.weights_dir is not None and not args.weights_dir.is_dir():
+        raise HarnessError(f'--weights-dir {args.weights_dir} is not a folder: expected DIR/<arch.tag>.safetensors')
+    if not args.split or '/' in args.split:
+        raise HarnessError(f'--split {args.split!r}: expected the name of a folder inside --data-dir, e.g. validation')
     script = find_validate_script(args.timm_dir)
     check_data_dir(args.data_dir, args.split)
     tags = matching_tags(args.models)
@@ -180,32 +184,43 @@ def run(args) -> List[Dict]:
     return rows
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    extra = argv[argv.index('--') + 1:] if '--' in argv else []
-    argv = argv[:argv.index('--')] if '--' in argv else argv
-    parser = ArgumentParser(prog='python -m validate imagenet', description=__doc__.split('\n')[0])
+def _device(text: str) -> str:
+    """An argparse type: a device torch knows by name ('cuda', 'cuda:1', 'cpu', ...)."""
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected a torch device such as 'cuda', 'cuda:1' or 'cpu', got {text!r}") \
+            from None
+    return text
+
+
+PROG = 'python -m validate imagenet'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data-dir', type=Path, required=True, help='ImageNet root: DIR/validation/<synset>/*.JPEG')
     parser.add_argument('--models', required=True, help="fnmatch pattern over registered pretrained tags, e.g. 'nf_*'")
     parser.add_argument('--timm-dir', default=None, help=f'timm repository checkout (default: ${SCRIPTS_DIR_ENV})')
     parser.add_argument('--weights-dir', type=Path, default=None, help='DIR/<arch.tag>.safetensors etc. as checkpoints')
     parser.add_argument('--split', default='validation')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('-b', '--batch-size', type=int, default=256)
-    parser.add_argument('-j', '--workers', type=int, default=8)
+    parser.add_argument('--device', type=_device, default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('-b', '--batch-size', type=batch_size, default=256)
+    parser.add_argument('-j', '--workers', type=whole_number(0, 1024), default=8)
     parser.add_argument('--amp', action='store_true')
     parser.add_argument('--out', type=Path, default=RESULTS_FILE)
-    args = parser.parse_args(argv)
-    args.extra = extra
-    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    try:
-        rows = run(parse_args(argv))
-    except UsageError as e:  # HarnessError and unwritable output paths
-        return fail('python -m validate imagenet', str(e))
-    return 1 if any(r.get('error') for r in rows) else 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index('--') + 1:] if '--' in argv else []
+
+    def run_all(args) -> int:
+        args.extra = extra
+        rows = run(args)  # HarnessError and unwritable output paths are UsageErrors: one line, exit 2
+        return 1 if any(r.get('error') for r in rows) else 0
+
+    return command_main(PROG, __doc__.split('\n')[0], add_arguments, run_all,
+                        argv[:argv.index('--')] if '--' in argv else argv)
 
 
 if __name__ == '__main__':

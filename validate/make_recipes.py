@@ -12,8 +12,10 @@ Train on 8 GPUs:  torchrun --nproc_per_node=8 train.py -c validate/recipes/dm_nf
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
+from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import check_output_dir, check_output_file, command_main
 from timm_nf.models.variants import REGNET_LEVELS, RESNET_DEPTHS
 
 RECIPES_DIR = Path(__file__).resolve().parent / 'recipes'
@@ -128,11 +130,12 @@ def render_all() -> Dict[str, str]:
     return {f"{row['model']}.yaml": render(row) for row in recipe_rows()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog='python -m validate.make_recipes', description=__doc__.split('\n')[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--check', action='store_true', help='only compare with the committed files')
-    parser.add_argument('--out-dir', type=Path, default=RECIPES_DIR)
-    args = parser.parse_args()
+    parser.add_argument('--out-dir', type=Path, default=RECIPES_DIR, help='created if missing (its parent must exist)')
+
+
+def _run(args: argparse.Namespace) -> int:
     files = render_all()
     if args.check:
         stale = [n for n, t in files.items() if not (args.out_dir / n).is_file() or (args.out_dir / n).read_text() != t]
@@ -140,11 +143,18 @@ def main() -> int:
         for name in stale + extra:
             print(f'{args.out_dir / name}: differs from the generator', file=sys.stderr)
         return 1 if stale or extra else 0
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(args.out_dir, '--out-dir', may_create=True)
+    for name in files if args.out_dir.is_dir() else ():
+        check_output_file(str(args.out_dir / name), '--out-dir')
+    args.out_dir.mkdir(exist_ok=True)
     for name, text in files.items():
-        (args.out_dir / name).write_text(text)
+        write_text_atomic(args.out_dir / name, text)
     print(f'wrote {len(files)} recipes to {args.out_dir}')
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return command_main('python -m validate.make_recipes', __doc__.split('\n')[0], add_arguments, _run, argv)
 
 
 if __name__ == '__main__':

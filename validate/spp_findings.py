@@ -32,9 +32,12 @@ from torch import nn
 
 import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
+from timm_nf.spp.inputs import create_at_size
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import ArgumentParser
+from timm_nf._command_line import UsageError, batch_size, check_output_dir, command_main, image_size, whole_number
+from timm_nf._memory import check_fits, inference_bytes
 from timm_nf._progress import progress_wanted
+from timm_nf.models.config import MAX_DEPTH
 
 from .reference_nets import bn_resnet, nf_resnet_he_init
 from .spp_popular import POPULAR, caption as popular_caption
@@ -169,22 +172,47 @@ def _fmt(values, digits: int = 2) -> str:
     return ' '.join(f'{v:.{digits}f}' for v in values)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog='python -m validate spp', description=__doc__.split('\n')[0])
-    p.add_argument('--depth', type=int, default=50, help='blocks per stage of the deep nets (paper: 50, 600 layers)')
-    p.add_argument('--nf-size', type=int, default=384, help='image size for the NF-ResNet with Scaled WS')
-    p.add_argument('--nf-batch', type=int, default=2)
-    p.add_argument('--size', type=int, default=96, help='image size for the BN references and the He-init NF net')
-    p.add_argument('--batch', type=int, default=16)
-    p.add_argument('--r50-size', type=int, default=224, help='image size for the three ResNet-50 flavours')
-    p.add_argument('--r50-batch', type=int, default=16)
-    p.add_argument('--popular-size', type=int, default=224, help="image size for timm's popular nets (ViT: 224)")
-    p.add_argument('--popular-batch', type=int, default=16)
-    return p
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--depth', type=whole_number(1, MAX_DEPTH), default=50,
+                   help='blocks per stage of the deep nets (paper: 50, 600 layers)')
+    p.add_argument('--nf-size', type=image_size, default=384, help='image size for the NF-ResNet with Scaled WS')
+    p.add_argument('--nf-batch', type=batch_size, default=2)
+    p.add_argument('--size', type=image_size, default=96, help='image size for the BN references and the He-init NF net')
+    p.add_argument('--batch', type=batch_size, default=16)
+    p.add_argument('--r50-size', type=image_size, default=224, help='image size for the three ResNet-50 flavours')
+    p.add_argument('--r50-batch', type=batch_size, default=16)
+    p.add_argument('--popular-size', type=image_size, default=224, help="image size for timm's popular nets (ViT: 224)")
+    p.add_argument('--popular-batch', type=batch_size, default=16)
+
+
+def _check(args) -> None:
+    """The output folders, and the memory of the largest measurements, before anything is measured."""
+    check_output_dir(RESULTS, 'validate/results', may_create=True)
+    check_output_dir(FIGURES, 'docs/figures', may_create=True)
+    depths = (args.depth,) * 4
+    for build, size, batch, what in (
+            (lambda: timm.create_model('dm_nf_resnet50', depths=depths), args.nf_size, args.nf_batch,
+             '--depth, --nf-size or --nf-batch'),
+            (lambda: bn_resnet('bn_relu_conv', depths), args.size, args.batch, '--depth, --size or --batch'),
+            (lambda: timm.create_model('dm_nf_resnet50'), args.r50_size, args.r50_batch, '--r50-size or --r50-batch'),
+            *((lambda name=name: create_at_size(name, args.popular_size), args.popular_size, args.popular_batch,
+               '--popular-size or --popular-batch') for name, _, _ in POPULAR)):
+        with torch.device('meta'):
+            model = build().eval()
+        try:
+            needed = inference_bytes(model, (batch, 3, size, size))
+        except (RuntimeError, ValueError, AssertionError) as e:
+            raise UsageError(f'{size} px does not fit the nets: {str(e).strip().splitlines()[0][:200]}; change '
+                             f'{what}') from None
+        check_fits(needed, f'measuring at batch {batch}, {size} px', f'lower {what}')
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    return command_main('python -m validate spp', __doc__.split('\n')[0], add_arguments, _run, argv)
+
+
+def _run(args) -> int:
+    _check(args)
     os.makedirs(RESULTS, exist_ok=True)
     os.makedirs(FIGURES, exist_ok=True)
     depths = (args.depth,) * 4
@@ -220,7 +248,7 @@ def main(argv=None) -> int:
     r50_numbers = _check_resnet50(r50, checks)
 
     print("== timm's popular residual nets and the NF nets, as created")
-    popular = {label: _measure(lambda name=name: timm.create_model(name), label, args.popular_size,
+    popular = {label: _measure(lambda name=name: create_at_size(name, args.popular_size), label, args.popular_size,
                                args.popular_batch) for name, label, _ in POPULAR}
     popular_numbers = {label: _summary(result) for label, result in popular.items()}
 

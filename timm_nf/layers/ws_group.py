@@ -7,15 +7,24 @@ constant scalars and the SkipInit gains applied as per-row vectors, then hands e
 forward and 22 to 31 backward for the whole net (counted with validate/op_count.py).
 
 When the pass runs:
-- the group's first conv (the stem) recomputes it on every call, so every forward that starts at the stem (the
-  model's forward, forward_intermediates, timm's feature wrappers) standardises once, from the current weights;
-- any other conv takes its slice while it is valid: its parameters are the same tensors, unmodified (version and
+- only inside one forward of the whole net: NFNet.forward / forward_features / forward_intermediates and timm's
+  features_only wrappers each open a window (`forward_window`), and a pass serves only the window it was made in.
+  The stem conv, which every such forward starts with, makes the pass from the current weights; the other convs take
+  their slices. Between two windows user code may have changed any weight in any way, `.data` included, which no
+  version counter records, so no pass outlives its window. Outside a window (a stage or block called on its own,
+  a wrapper of one's own calling the net's modules) every conv standardises its own weight;
+- within the window a conv takes its slice only while its parameters are the same tensors, unmodified (version and
   storage), and the pass was made in a compatible mode (autocast dtype, autograd graph task, with a graph if one is
-  needed now). Otherwise it computes the pass anew, or its own formula when only its own parameters changed;
+  needed now); otherwise the pass is made anew. A forward hook (or other code run inside the forward) that changes
+  a weight through `.data`, `torch.from_numpy`/`.numpy()` views or DLPack, which bypass the version counter, is
+  not seen until the next forward: that is the one way to get an older weight, and tests/test_ws_group.py shows it;
+- a backward that recomputes a stage (gradient checkpointing) runs in no window: there the graph task is the
+  window, a pass made in it serves the rest of that backward only;
 - a backward through the pass drops it, so a backward that recomputes a stage itself (re-entrant checkpointing) gets
   a pass of its own and never back-propagates twice through one.
 The pass runs outside saved-tensor hooks: non-reentrant checkpointing then recomputes a stage with the same saved
-tensors as the original forward.
+tensors as the original forward. Opening a window costs no kernel, so the kernel counts of validate/op_count.py are
+those of the pass itself.
 
 Where it runs: on the device types of `shared_pass_devices()`, CUDA by default. On the CPU launches cost little and
 memory passes a lot, and the pass makes about twice as many passes over the weights as each conv's own hand-written
@@ -24,10 +33,12 @@ standardisation (measured on 1 CPU thread: nf_resnet50 training step 2.7-2.8 s w
 tests and the kernel counts exercise the GPU path on the CPU.
 """
 import contextlib
+import functools
 import itertools
 import os
+import threading
 import weakref
-from typing import FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -52,6 +63,55 @@ def shared_pass_on(*device_types: str) -> Iterator[None]:
         yield
     finally:
         _devices = before
+
+
+# the forward window of this thread: (nesting depth, serial of the outermost window open now, or None)
+_window = threading.local()
+_window_serials = itertools.count(1)
+
+
+def _open_window(*_) -> None:
+    depth = getattr(_window, 'depth', 0)
+    if depth == 0:
+        _window.serial = next(_window_serials)
+    _window.depth = depth + 1
+
+
+def _close_window(*_) -> None:
+    _window.depth = max(0, getattr(_window, 'depth', 1) - 1)
+    if _window.depth == 0:
+        _window.serial = None
+
+
+def _current_window() -> Optional[int]:
+    return getattr(_window, 'serial', None)
+
+
+@contextlib.contextmanager
+def forward_window() -> Iterator[None]:
+    """One forward of a whole net: shared passes made inside serve only inside (see the module docstring)."""
+    _open_window()
+    try:
+        yield
+    finally:
+        _close_window()
+
+
+def in_forward_window(method: Callable) -> Callable:
+    """Runs a net's forward method inside a forward window (TorchScript and compilers see the method itself)."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return method(*args, **kwargs)
+        with forward_window():
+            return method(*args, **kwargs)
+    return run
+
+
+def open_window_around(module: torch.nn.Module) -> None:
+    """Every call of `module` (e.g. timm's features_only wrapper of a net) runs inside a forward window."""
+    module.register_forward_pre_hook(_open_window)
+    module.register_forward_hook(_close_window, always_call=True)
 
 
 def _stamp(t: Optional[torch.Tensor]) -> Optional[_Stamp]:
@@ -79,14 +139,22 @@ class _Mode(NamedTuple):
     graph_task: int
     grad: bool
     inference: bool
+    window: Optional[int]
 
     @staticmethod
     def now(device_type: str) -> '_Mode':
         amp = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-        return _Mode(amp, torch._C._current_graph_task_id(), torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        return _Mode(amp, torch._C._current_graph_task_id(), torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+                     _current_window())
+
+    @property
+    def shares(self) -> bool:
+        """A pass may serve more than one conv: inside a forward window, or in a backward's recomputation."""
+        return self.window is not None or self.graph_task != -1
 
     def serves(self, wanted: '_Mode') -> bool:
-        return (self.amp_dtype == wanted.amp_dtype and self.graph_task == wanted.graph_task
+        return (self.window == wanted.window and self.amp_dtype == wanted.amp_dtype
+                and self.graph_task == wanted.graph_task
                 and (self.grad or not wanted.grad) and (wanted.inference or not self.inference))
 
 
@@ -167,6 +235,8 @@ class WSGroup:
         if out_gain is not None and conv._ws_out_gain[0] is not out_gain:
             conv._ws_out_gain = (out_gain,)  # the next pass includes it
         mode = _Mode.now(conv.weight.device.type)
+        if not mode.shares:
+            return None
         shared = self._pass
         if index == 0 or shared is None or not shared.mode.serves(mode):
             shared = self._compute(mode)

@@ -69,18 +69,25 @@ def override(cfg: NFConfig, overrides: Dict[str, Any], variant: str = 'model') -
     return replace(cfg, **overrides) if overrides else cfg
 
 
+# upper bounds far beyond any variant (widest layer 2112 channels, deepest stage 36 blocks) that keep a mistyped
+# value from overflowing or from building a net no machine holds
+MAX_CHANNELS = 16384
+MAX_DEPTH = 1000
+MAX_CLASSES = 10 ** 6
+MAX_FACTOR = 64.0
+
 # field → (lowest, highest, lowest allowed itself?, highest allowed itself?, must be a whole number?)
 _RANGES = {
-    'stem_width': (1, math.inf, True, False, True),
-    'width_factor': (0, math.inf, False, False, False),
-    'bottleneck_ratio': (0, math.inf, False, False, False),
-    'first_block_ratio': (0, math.inf, False, False, False),
-    'group_size': (0, math.inf, True, False, True),
-    'se_ratio': (0, math.inf, True, False, False),
-    'final_width': (0, math.inf, True, False, True),
-    'alpha': (0, math.inf, False, False, False),
-    'ws_var_floor': (0, math.inf, True, False, False),
-    'ws_var_eps': (0, math.inf, True, False, False),
+    'stem_width': (1, MAX_CHANNELS, True, True, True),
+    'width_factor': (0, MAX_FACTOR, False, True, False),
+    'bottleneck_ratio': (0, MAX_FACTOR, False, True, False),
+    'first_block_ratio': (0, MAX_FACTOR, False, True, False),
+    'group_size': (0, MAX_CHANNELS, True, True, True),
+    'se_ratio': (0, MAX_FACTOR, True, True, False),
+    'final_width': (0, MAX_CHANNELS, True, True, True),
+    'alpha': (0, 100, False, True, False),
+    'ws_var_floor': (0, 1, True, True, False),
+    'ws_var_eps': (0, 1, True, True, False),
     'drop_rate': (0, 1, True, False, False),
     'drop_path_rate': (0, 1, True, False, False),
 }
@@ -88,9 +95,12 @@ _RANGES = {
 
 def allowed_range(low: float, high: float, low_in: bool, high_in: bool, whole: bool) -> str:
     kind = 'a whole number' if whole else 'a number'
+    low_text, high_text = f'{low:g}', f'{high:g}'
+    if whole:  # 1000000, not 1e+06
+        low_text, high_text = str(int(low)), str(int(high)) if high != math.inf else high_text
     if high == math.inf:
-        return f'{kind} {">=" if low_in else ">"} {low:g}'
-    return f'{kind} in {"[" if low_in else "("}{low:g}, {high:g}{"]" if high_in else ")"}'
+        return f'{kind} {">=" if low_in else ">"} {low_text}'
+    return f'{kind} in {"[" if low_in else "("}{low_text}, {high_text}{"]" if high_in else ")"}'
 
 
 def check_number(name: str, value: Any, low: float, high: float = math.inf, low_in: bool = True,
@@ -113,7 +123,8 @@ def _check_fields(cfg: 'NFConfig') -> None:
         if not isinstance(values, (tuple, list)) or not values:
             raise ValueError(f'{name} must be a non-empty sequence of whole numbers >= 1, one per stage, got {values!r}')
         for value in values:
-            check_number(f'every entry of {name}', value, 1, whole=True)
+            check_number(f'every entry of {name}', value, 1, MAX_DEPTH if name == 'depths' else MAX_CHANNELS,
+                         high_in=True, whole=True)
     if len(cfg.depths) != len(cfg.widths):
         raise ValueError(f'depths {tuple(cfg.depths)} and widths {tuple(cfg.widths)} must have one entry per stage '
                          f'each (got {len(cfg.depths)} and {len(cfg.widths)})')
@@ -122,11 +133,20 @@ def _check_fields(cfg: 'NFConfig') -> None:
                          'divides by zero in the weight standardisation')
 
 
+def check_channels(channels: int, made_from: str) -> int:
+    """The width of a layer computed from config values (`made_from` names them), or ValueError: a value that
+    rounds to no channel at all, or to more than any layer may have, is an error, not a 1-channel or giant layer."""
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f'{made_from} gives a layer of {channels} channels: every layer needs 1 to {MAX_CHANNELS}; '
+                         f'change these values')
+    return channels
+
+
 def check_arguments(cfg: NFConfig, num_classes: Any, in_chans: Any, output_stride: Any, drop_rate: Any,
                     drop_path_rate: Any) -> None:
     """NFNet's constructor arguments as ValueErrors naming the argument (the net checks its grouped widths)."""
-    check_number('num_classes', num_classes, 0, whole=True)
-    check_number('in_chans', in_chans, 1, whole=True)
+    check_number('num_classes', num_classes, 0, MAX_CLASSES, high_in=True, whole=True)
+    check_number('in_chans', in_chans, 1, MAX_CHANNELS, high_in=True, whole=True)
     if output_stride not in (8, 16, 32):
         raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
     for name, value in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):

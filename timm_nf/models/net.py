@@ -7,17 +7,19 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from .._arguments import require_type
 from ..fusion import fuse
 from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
 from ..layers.frozen import FusedConv2d, keep_eval
+from ..layers.ws_group import in_forward_window
 from .block import NFBlock
-from .config import NFConfig, check_arguments, override
+from .config import NFConfig, check_arguments, check_channels, override
 
 
 def _channel_rounders(mode: str) -> Tuple[Callable[[float], int], Callable[[float], int]]:
     """(round a layer width, round an SE hidden width) for 'floor' (reference code) or 'div8' (timm)."""
-    if mode == 'floor':
-        return lambda c: max(1, int(c)), lambda c: max(1, int(c))
+    if mode == 'floor':  # below 1 stays 0, and check_channels says which values made it
+        return int, int
     return lambda c: make_divisible(c, 8), lambda c: make_divisible(c, 8, round_limit=0.)
 
 
@@ -59,6 +61,7 @@ class NFNet(nn.Module):
             **kwargs: Any,
     ):
         super().__init__()
+        require_type('cfg', cfg, NFConfig, 'an NFConfig, e.g. timm_nf.MODEL_CONFIGS["dm_nf_resnet50"]')
         cfg = override(cfg, kwargs, type(self).__name__)
         check_arguments(cfg, num_classes, in_chans, output_stride, drop_rate, drop_path_rate)
         self.cfg = cfg
@@ -74,7 +77,8 @@ class NFNet(nn.Module):
         conv_gamma = gamma if cfg.gamma_placement == 'conv' else 1.0
         round_chs, round_se = _channel_rounders(cfg.channel_rounding)
 
-        stem_chs = round_chs(cfg.stem_width * cfg.width_factor)
+        stem_chs = check_channels(round_chs(cfg.stem_width * cfg.width_factor),
+                                  f'stem_width={cfg.stem_width} × width_factor={cfg.width_factor:g}')
         stem_kernel, stem_stride = (7, 4) if cfg.stem == 'resnet' else (3, 2)
         self.stem = nn.Sequential()
         self.stem.add_module('conv', WSConv2d(in_chans, stem_chs, stem_kernel, stride=2, input_scale=conv_gamma, **ws))
@@ -92,13 +96,15 @@ class NFNet(nn.Module):
                 dilation, stride = dilation * stride, 1
             net_stride *= stride
             first_dilation = 1 if dilation in (1, 2) else 2
-            out_chs = round_chs(width * cfg.width_factor)
+            out_chs = check_channels(round_chs(width * cfg.width_factor),
+                                     f'widths entry {width} × width_factor={cfg.width_factor:g}')
             blocks = []
             for block_idx in range(depth):
-                ratio = cfg.bottleneck_ratio
+                ratio, ratio_name = cfg.bottleneck_ratio, 'bottleneck_ratio'
                 if block_idx_total == 0 and cfg.first_block_ratio is not None:
-                    ratio = cfg.first_block_ratio
-                mid_chs = round_chs((prev_chs if cfg.bottleneck_from == 'input' else out_chs) * ratio)
+                    ratio, ratio_name = cfg.first_block_ratio, 'first_block_ratio'
+                base_chs = prev_chs if cfg.bottleneck_from == 'input' else out_chs
+                mid_chs = check_channels(round_chs(base_chs * ratio), f'{ratio_name}={ratio:g} of {base_chs} channels')
                 if cfg.group_size and mid_chs < cfg.group_size:  # a grouped conv needs at least one group
                     raise ValueError(
                         f'group_size={cfg.group_size} is more than the {mid_chs} channels of a grouped conv '
@@ -115,7 +121,8 @@ class NFNet(nn.Module):
                     beta=1.0 / expected_std,
                     gamma=gamma,
                     act=cfg.act,
-                    se_hidden=round_se(mid_chs * cfg.se_ratio) if cfg.se_ratio else 0,
+                    se_hidden=check_channels(round_se(mid_chs * cfg.se_ratio),
+                                             f'se_ratio={cfg.se_ratio:g} of {mid_chs} channels') if cfg.se_ratio else 0,
                     avg_pool_shortcut=cfg.shortcut == 'avgpool_conv',
                     scalar_skipinit=cfg.skipinit == 'scalar',
                     drop_path_rate=drop_path_rates[block_idx_total],
@@ -202,6 +209,7 @@ class NFNet(nn.Module):
             x = x * self.final_act_gamma
         return x
 
+    @in_forward_window
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check_input(x)
         x = self.stem(x)
@@ -231,6 +239,7 @@ class NFNet(nn.Module):
             return keep_eval(self)
         return super().train(mode)
 
+    @in_forward_window
     def forward_intermediates(
             self,
             x: torch.Tensor,

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models import _registry
 
+from ..layers.ws_group import open_window_around
 from .net import NFNet
 from .published import published_cfgs
 from .variants import DATA_CONFIGS, MODEL_CONFIGS, TIMM_HAS
@@ -33,12 +34,15 @@ default_cfgs = generate_default_cfgs(_pretrained_cfgs())
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> NFNet:
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         NFNet, variant, pretrained,
         model_cfg=MODEL_CONFIGS[variant],
         feature_cfg=dict(flatten_sequential=True),
         **kwargs,
     )
+    if not isinstance(model, NFNet):  # timm's features_only wrapper calls the net's modules one by one
+        open_window_around(model)
+    return model
 
 
 def _forget_timm_registration(name: str) -> None:

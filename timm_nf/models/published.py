@@ -7,7 +7,7 @@ for a new tag to work with `create_model('arch.tag', pretrained=True)`.
 import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from timm.models import PretrainedCfg
 
@@ -19,7 +19,7 @@ _CFG_FIELDS = frozenset(f.name for f in fields(PretrainedCfg))
 _ENTRY_KEYS = {'tag', 'pretrained_cfg', 'metrics', 'provenance'}
 
 
-def _path(path: Optional[Path]) -> Path:
+def registry_path(path: Optional[Path] = None) -> Path:
     # resolved at call time, so tests can point the registry at a copy (monkeypatch PUBLISHED_WEIGHTS_FILE)
     return Path(path) if path is not None else PUBLISHED_WEIGHTS_FILE
 
@@ -45,7 +45,7 @@ def validate_entry(entry: Dict[str, Any], where: str = 'published weights') -> N
 
 
 def load_published(path: Optional[Path] = None) -> List[Dict[str, Any]]:
-    path = _path(path)
+    path = registry_path(path)
     entries = json.loads(path.read_text())
     if not isinstance(entries, list):
         raise ValueError(f'{path}: expected a JSON list of entries')
@@ -71,16 +71,21 @@ def published_entry(tag: str, path: Optional[Path] = None) -> Optional[Dict[str,
     return next((e for e in load_published(path) if e['tag'] == tag), None)
 
 
+def registry_text(entries: List[Dict[str, Any]], path: Optional[Path] = None) -> str:
+    """The file's text for `entries`, each validated first."""
+    for entry in entries:
+        validate_entry(entry, str(registry_path(path)))
+    return json.dumps(entries, indent=2) + '\n'
+
+
 def write_published(entries: List[Dict[str, Any]], path: Optional[Path] = None) -> None:
     """Validate, then replace the file atomically: readers see the old list or the new one, never half of it."""
-    path = _path(path)
-    for entry in entries:
-        validate_entry(entry, str(path))
-    write_text_atomic(path, json.dumps(entries, indent=2) + '\n')
+    write_text_atomic(registry_path(path), registry_text(entries, path))
 
 
-def upsert_published(entry: Dict[str, Any], path: Optional[Path] = None) -> bool:
-    """Add `entry`, or replace the entry with the same tag in place (keeping the order). True if it replaced one."""
+def upserted(entry: Dict[str, Any], path: Optional[Path] = None) -> Tuple[List[Dict[str, Any]], bool]:
+    """The registry's entries with `entry` added, or replacing the entry with the same tag in place (keeping the
+    order), and whether it replaced one; nothing is written."""
     validate_entry(entry)
     entries = load_published(path)
     index = next((i for i, e in enumerate(entries) if e['tag'] == entry['tag']), None)
@@ -88,5 +93,11 @@ def upsert_published(entry: Dict[str, Any], path: Optional[Path] = None) -> bool
         entries.append(entry)
     else:
         entries[index] = entry
+    return entries, index is not None
+
+
+def upsert_published(entry: Dict[str, Any], path: Optional[Path] = None) -> bool:
+    """Add `entry`, or replace the entry with the same tag in place (keeping the order). True if it replaced one."""
+    entries, replaced = upserted(entry, path)
     write_published(entries, path)
-    return index is not None
+    return replaced

@@ -17,9 +17,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch import nn
 
+from .._arguments import BadArgument
+
 Stage = List[Tuple[str, nn.Module]]  # (module name, block), in order
 CONVENTIONS = ('stages[i].blocks', 'layers[i].blocks', 'layerN', 'sN', 'blocks[i][j]', 'blocks[i]')
-OPTION = '--blocks PATTERN'  # named in the error, for the command line; from Python it is the `blocks` argument
 
 
 def _is_list(module: Optional[nn.Module]) -> bool:
@@ -86,8 +87,8 @@ def match_blocks(model: nn.Module, pattern: str) -> List[Stage]:
             groups.setdefault(name.rpartition('.')[0], []).append((name, module))
     if not groups:
         top = ', '.join(name for name, _ in model.named_children())
-        raise ValueError(f'{OPTION}: {pattern!r} matches no module of the {type(model).__name__}; its top-level '
-                         f'modules are {top} (parts are separated by dots, e.g. "features.*")')
+        raise BadArgument('blocks', f'{{arg}}: {pattern!r} matches no module of the {type(model).__name__}; its '
+                                    f'top-level modules are {top} (parts are separated by dots, e.g. "features.*")')
     return list(groups.values())
 
 
@@ -99,6 +100,6 @@ def find_stages(model: nn.Module, pattern: Optional[str] = None) -> List[Stage]:
         stages = finder(model)
         if stages:
             return stages
-    raise ValueError(f'cannot find the residual blocks of a {type(model).__name__}: none of timm\'s conventions '
-                     f'({", ".join(CONVENTIONS)}) fits; name the block modules with {OPTION} (e.g. '
-                     f'"features.*" for the children of `features`)')
+    raise BadArgument('blocks', f'cannot find the residual blocks of a {type(model).__name__}: none of timm\'s '
+                                f'conventions ({", ".join(CONVENTIONS)}) fits; name the block modules with {{arg}} '
+                                f'(e.g. "features.*" for the children of `features`)')

@@ -1,10 +1,12 @@
 """The paper's three-panel Signal Propagation Plot: one panel per statistic, one line per model."""
+import io
 import math
 import os
 from typing import Optional, Sequence
 
+from .._arguments import BadArgument, require_type, require_whole
 from .._atomic import atomic_path
-from .result import SPPResult
+from .result import BlockStats, SPPResult
 
 PANELS = (('avg_sq_mean', 'Average channel squared mean'),
           ('avg_var', 'Average channel variance'),
@@ -14,13 +16,65 @@ LINE_STYLES = ('-', '--', '-.', ':')  # identical curves (a port and its origina
 
 
 def plot_spp(results: Sequence[SPPResult], path: str, title: Optional[str] = None, dpi: int = 100) -> str:
-    """Draw the figure to `path` (format from the extension) through a temporary file; returns `path`."""
+    """Draw the figure to `path` (format from the extension) through a temporary file; returns `path`.
+
+    TypeError / ValueError name the argument: results that are not SPPResults, a path whose folder is missing or
+    whose format cannot be written, a title that cannot be drawn, a dpi out of range.
+    """
+    path = _check_plot_arguments(results, path, title, dpi)
+    fig = _draw(results, title)
+    try:
+        with atomic_path(path) as tmp:
+            _save(fig, tmp, _format(path), dpi, title)
+    finally:
+        _close(fig)
+    return path
+
+
+def check_drawable(path: str, title: Optional[str] = None, dpi: int = 100) -> None:
+    """Rehearse the drawing: a small figure with this title, saved in this format to memory; BadArgument (path,
+    title) when it cannot be. Run it before long measurements."""
+    path = _check_plot_arguments(None, path, title, dpi)
+    fig = _draw([SPPResult('check', [BlockStats(0, 0, 0, 0.0, 1.0), BlockStats(1, 1, 0, 0.0, 1.04, 1.0)])], title)
+    try:
+        _save(fig, io.BytesIO(), _format(path), dpi, title)
+    finally:
+        _close(fig)
+
+
+def _check_plot_arguments(results, path, title, dpi) -> str:
+    if results is not None:
+        if isinstance(results, SPPResult) or not isinstance(results, (list, tuple)) \
+                or not all(isinstance(r, SPPResult) for r in results):
+            raise TypeError(f'results must be a list of SPPResult (from signal_propagation), got '
+                            f'{type(results).__name__}')
+        if not results:
+            raise BadArgument('results', 'plot_spp needs at least one SPPResult in {arg}')
+    require_type('path', path, (str, os.PathLike), 'a file name such as "spp.png"')
+    path = os.fspath(path)
+    if title is not None:
+        require_type('title', title, str, 'None or a string')
+    require_whole('dpi', dpi, 10, 2000)
+    if _format(path) not in figure_formats():
+        raise BadArgument('path', f'cannot draw a figure as {path!r}: {{arg}} must end in '
+                                  f'.{", .".join(figure_formats())}')
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadArgument('path', f'{{arg}} {path}: folder {folder} does not exist')
+    if os.path.isdir(path):
+        raise BadArgument('path', f'{{arg}} {path} is a folder: expected a file name such as spp.png')
+    return path
+
+
+def _format(path: str) -> str:
+    return os.path.splitext(path)[1][1:].lower()
+
+
+def _draw(results: Sequence[SPPResult], title: Optional[str]):
     import matplotlib
     matplotlib.use('Agg')  # files only: no display is needed or wanted
     import matplotlib.pyplot as plt
 
-    if not results:
-        raise ValueError('plot_spp needs at least one SPPResult')
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     shared_starts = len({tuple(r.stage_starts()) for r in results}) == 1
     for ax, (column, label) in zip(axes, PANELS):
@@ -46,13 +100,26 @@ def plot_spp(results: Sequence[SPPResult], path: str, title: Optional[str] = Non
     axes[0].legend(fontsize=9, loc='best')
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    return fig
+
+
+def _save(fig, target, fmt: str, dpi: int, title: Optional[str]) -> None:
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=os.path.splitext(path)[1][1:] or 'png')
-    finally:
-        plt.close(fig)
-    return path
+        fig.tight_layout()
+        fig.savefig(target, dpi=dpi, format=fmt)
+    except ValueError as e:  # matplotlib's mathtext: a title with unbalanced $...$ or an unknown \command
+        if title is None:
+            raise
+        reason = str(e).strip().splitlines()[-1][:160]
+        raise BadArgument('title', f'{{arg}} {title!r} cannot be drawn as mathtext: {reason}') from None
+    except (RuntimeError, OSError) as e:  # e.g. .pgf needs a LaTeX installation
+        raise BadArgument('path', f'cannot write a .{fmt} figure here ({{arg}}): '
+                                  f'{str(e).strip().splitlines()[0]}') from None
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def figure_formats() -> Sequence[str]:

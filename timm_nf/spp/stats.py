@@ -1,11 +1,13 @@
 """Measure the SPP statistics of a model in one forward pass, reduced on the fly and leaving the model as found."""
 import contextlib
+import os
 from typing import Dict, Iterator, List, Optional, Union
 
 import torch
 from timm.models import nfnet as timm_nfnet
 from torch import nn
 
+from .._arguments import (MAX_BATCH, MAX_IMG_SIZE, MAX_SEED, BadArgument, require_real, require_type, require_whole)
 from .._progress import progress_bar
 from ..models.block import NFBlock
 from .anatomy import Anatomy, find_anatomy, reduce_dims
@@ -14,13 +16,15 @@ from .result import BlockStats, SPPResult
 
 BN_STATS = ('batch', 'running')
 PROGRESS_MIN_BLOCKS = 50  # a progress bar is shown by default from this many blocks
+# the branch variance grows by (α·gain)² per block: beyond this the activations of deep nets leave float32's range
+MAX_SKIPINIT_GAIN = 1000.0
 
 
 def channel_stats(x: torch.Tensor, channels_last: bool = False) -> Dict[str, float]:
     """Average channel squared mean and average channel (biased) variance, reducing over N, H, W (tokens: N, L)."""
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f'a block returned a {type(x).__name__}, not a tensor: name other block modules '
-                         '(--blocks PATTERN)')
+        raise BadArgument('blocks', f'a block returned a {type(x).__name__}, not a tensor: name other block '
+                                    'modules with {arg}')
     var, mean = torch.var_mean(x.float(), dim=reduce_dims(x, channels_last), correction=0)
     return dict(avg_sq_mean=mean.square().mean().item(), avg_var=var.mean().item())
 
@@ -53,8 +57,7 @@ def signal_propagation(
     Nothing global is drawn from: the Gaussian input has its own generator, so a model's initialisation is seeded
     by whoever creates it (torch.manual_seed before timm.create_model, as `timm-nf spp --seed` does).
     """
-    if bn_stats not in BN_STATS:
-        raise ValueError(f'bn_stats must be one of {BN_STATS}, got {bn_stats!r}')
+    _check_arguments(model, inputs, name, batch, img_size, seed, skipinit_gain, bn_stats, progress, blocks)
     anatomy = find_anatomy(model, blocks)
     inputs, settings = _resolve_inputs(model, inputs, batch, img_size, seed)
     settings.update(skipinit_gain=skipinit_gain, bn_stats=bn_stats, blocks=blocks)
@@ -77,18 +80,45 @@ def signal_propagation(
         (model.forward_features if hasattr(model, 'forward_features') else model)(inputs)
 
     if len(rows) != len(anatomy.sites) + 1:
-        raise ValueError(f'{name}: measured {len(rows)} points, expected the stem and {len(anatomy.sites)} blocks: '
-                         'the forward pass skipped a block or ran one twice; name blocks that forward_features runs '
-                         'once each with --blocks PATTERN')
+        raise BadArgument('blocks', f'{name}: measured {len(rows)} points, expected the stem and {len(anatomy.sites)} '
+                                    'blocks: the forward pass skipped a block or ran one twice; name blocks that '
+                                    'forward_features runs once each with {arg}')
     return SPPResult(name, sorted(rows, key=lambda row: row.index), settings)
+
+
+def _check_arguments(model, inputs, name, batch, img_size, seed, skipinit_gain, bn_stats, progress, blocks) -> None:
+    """TypeError / ValueError (BadArgument) naming the argument, before any work."""
+    require_type('model', model, nn.Module, 'a torch.nn.Module (e.g. from timm.create_model)')
+    if inputs is not None:
+        require_type('inputs', inputs, (str, os.PathLike, torch.Tensor), "None, 'gaussian', a folder of images or a "
+                                                                          'tensor')
+        if isinstance(inputs, torch.Tensor) and (inputs.ndim < 2 or inputs.numel() == 0):
+            raise BadArgument('inputs', f'{{arg}} must be a batch of inputs such as (N, C, H, W), got a tensor of '
+                                        f'shape {tuple(inputs.shape)}')
+    if name is not None:
+        require_type('name', name, str, 'a string')
+    require_whole('batch', batch, 1, MAX_BATCH)
+    if img_size is not None:
+        require_whole('img_size', img_size, 1, MAX_IMG_SIZE)
+    require_whole('seed', seed, 0, MAX_SEED)
+    if skipinit_gain is not None:
+        require_real('skipinit_gain', skipinit_gain, -MAX_SKIPINIT_GAIN, MAX_SKIPINIT_GAIN)
+    if bn_stats not in BN_STATS:
+        raise BadArgument('bn_stats', f'{{arg}} must be one of {BN_STATS}, got {bn_stats!r}')
+    if progress is not None:
+        require_type('progress', progress, bool, 'None, True or False')
+    if blocks is not None:
+        require_type('blocks', blocks, str, 'None or a pattern such as "features.*"')
+        if not blocks.strip('.'):
+            raise BadArgument('blocks', f'{{arg}} must name module-name parts such as "features.*", got {blocks!r}')
 
 
 def _resolve_inputs(model, inputs, batch, img_size, seed):
     """(input tensor on the model's device and dtype, settings describing it)."""
     if inputs is None or isinstance(inputs, str) and inputs == 'gaussian':
         inputs, settings = gaussian_input(model, batch, img_size, seed), dict(input='gaussian', seed=seed)
-    elif isinstance(inputs, str):
-        inputs, settings = folder_input(model, inputs, batch, img_size), dict(input=inputs)
+    elif isinstance(inputs, (str, os.PathLike)):
+        inputs, settings = folder_input(model, os.fspath(inputs), batch, img_size), dict(input=os.fspath(inputs))
     else:
         settings = dict(input='tensor')
     param = next(model.parameters(), None)
@@ -127,7 +157,8 @@ def skipinit_gain_set(model: nn.Module, gain: float) -> Iterator[None]:
     """Every NF block's SkipInit gain (the scalar, else conv3's per-channel gain) set to `gain`, then restored."""
     targets = _skipinit_gains(model)
     if not targets:
-        raise ValueError(f'{_model_name(model)} has no SkipInit gain to set: skipinit_gain applies to NF nets only')
+        raise BadArgument('skipinit_gain', f'{_model_name(model)} has no SkipInit gain to set: {{arg}} applies to NF '
+                                           f'nets only')
     saved = [target.detach().clone() for target in targets]
     with torch.no_grad():
         for target in targets:
