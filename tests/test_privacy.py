@@ -172,7 +172,8 @@ def test_with_dropout_and_stochastic_depth_the_mean_is_the_batch_gradient(arch, 
         for block in model.modules():
             if isinstance(block, NFBlock):
                 block.skipinit_gain.fill_(0.5)
-    x, y = torch.randn(BATCH, 3, SIZE, SIZE), torch.randint(0, CLASSES, (BATCH,))
+    size = SIZE if arch.startswith('tiny') else 16  # grouped convs' backward is slow on the CPU
+    x, y = torch.randn(BATCH, 3, size, size), torch.randint(0, CLASSES, (BATCH,))
     reference = copy.deepcopy(model).train()
     torch.manual_seed(7)
     F.cross_entropy(reference(x), y).backward()  # the batch gradient, same dropout and drop-path draws as below
