@@ -1,7 +1,8 @@
 """What a DP-SGD step costs under Opacus: our NF nets against a GroupNorm + WS ResNet of the same shape.
 
     python -m validate dp-benchmark [--models dm_nf_resnet50,nf_resnet50] [--modes hooks,functorch,ghost,ew]
-                                    [--batch 8] [--size 32] [--rounds 7] [--threads 1] [--no-memory] [--out PATH]
+                                    [--batch 8] [--size 32] [--rounds 7] [--threads 1] [--depths 1,1,1,1]
+                                    [--no-memory] [--out PATH]
 
 Per model, in one process: a plain training step (forward, cross-entropy, backward, SGD step: validate/op_count.py's)
 and, for each Opacus grad_sample_mode, a DP step of the standard code (PrivacyEngine().make_private with noise 1.0,
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import timm_nf
 from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import UsageError, check_output_file, command_main, positive_int
+from validate.benchmark import _depths
 from validate.machine import cpu_name
 from validate.op_count import sgd, train_step
 
@@ -49,12 +51,13 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results'
 CLASSES = 10
 
 
-def build(name: str) -> nn.Module:
+def build(name: str, depths: Optional[tuple] = None) -> nn.Module:
     torch.manual_seed(0)
     if name == PEER:
         return timm.create_model('resnetv2_50', num_classes=CLASSES, conv_layer=partial(StdConv2d, eps=1e-8),
-                                 norm_layer=partial(GroupNormAct, num_groups=32, inplace=False))
-    return timm.create_model(name, num_classes=CLASSES)
+                                 norm_layer=partial(GroupNormAct, num_groups=32, inplace=False),
+                                 **(dict(layers=list(depths)) if depths else {}))
+    return timm.create_model(name, num_classes=CLASSES, **(dict(depths=depths) if depths else {}))
 
 
 def _private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str):
@@ -74,10 +77,11 @@ def _dp_step(module: nn.Module, optimizer, criterion, x: torch.Tensor, y: torch.
     optimizer.step()
 
 
-def _steps(name: str, modes: List[str], x: torch.Tensor, y: torch.Tensor) -> Dict[str, Callable[[], None]]:
+def _steps(name: str, modes: List[str], x: torch.Tensor, y: torch.Tensor,
+           depths: Optional[tuple]) -> Dict[str, Callable[[], None]]:
     """'plain' and each mode → one training step of its own copy of the model; a mode Opacus cannot run → the
     first line of its error instead."""
-    base = build(name).to(x.device).train()
+    base = build(name, depths).to(x.device).train()
     plain = copy.deepcopy(base)
     optimizer = sgd(plain)
     steps = {'plain': lambda: train_step(plain, optimizer, x, y)}
@@ -101,12 +105,14 @@ def _clock(fn: Callable[[], None], device: torch.device):
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def _peak_memory(name: str, mode: str, batch: int, size: int, device: str, threads: int) -> int:
+def _peak_memory(name: str, mode: str, batch: int, size: int, device: str, threads: int,
+                 depths: Optional[tuple]) -> int:
     """Bytes a fresh process's peak grows by over three DP steps (run in a spawned process)."""
     torch.set_num_threads(threads)
+    warnings.filterwarnings('ignore', message='Full backward hook is firing')
     dev = torch.device(device)
     x, y = torch.randn(batch, 3, size, size, device=dev), torch.randint(0, CLASSES, (batch,), device=dev)
-    module, optimizer, criterion = _private(build(name).to(dev).train(), x, y, mode)
+    module, optimizer, criterion = _private(build(name, depths).to(dev).train(), x, y, mode)
     if dev.type == 'cuda':
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -120,6 +126,12 @@ def _peak_memory(name: str, mode: str, batch: int, size: int, device: str, threa
     if dev.type == 'cuda':
         return torch.cuda.max_memory_allocated() - before
     return _resident_bytes('VmHWM') - before
+
+
+def peak_memory_in_fresh_process(*args) -> int:
+    """`_peak_memory(*args)` in a spawned interpreter: nothing this process allocated or freed counts."""
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+        return pool.apply(_peak_memory, args)
 
 
 def _resident_bytes(field: str) -> int:
@@ -139,6 +151,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--rounds', type=positive_int, default=7, help='timed rounds after one warm-up round')
     p.add_argument('--threads', type=positive_int, default=1, help='CPU threads for torch (default 1)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every model (quick checks)')
     p.add_argument('--no-memory', action='store_true', help='skip the ghost-against-hooks memory probes')
     p.add_argument('--out', default=None, help='results JSON (default validate/results/dp_benchmark_<device>_<time>'
                                                '.json)')
@@ -167,13 +180,15 @@ def _fmt(value: Optional[float], spec: str = '.2f') -> str:
 
 def _run(args: argparse.Namespace) -> int:
     _check(args)
+    # torch warns at every step that the stem conv's input needs no gradient (so its backward hook fires on the output)
+    warnings.filterwarnings('ignore', message='Full backward hook is firing')
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     started, load_before = time.time(), os.getloadavg()
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     y = torch.randint(0, CLASSES, (args.batch,), device=device)
     names = args.models + [PEER]
-    rows = {name: _steps(name, args.modes, x, y) for name in names}
+    rows = {name: _steps(name, args.modes, x, y, args.depths) for name in names}
     times = {(name, kind): [] for name, steps in rows.items() for kind, step in steps.items() if callable(step)}
     for round_idx in range(1 + args.rounds):
         for (name, kind) in times:
@@ -198,12 +213,10 @@ def _run(args: argparse.Namespace) -> int:
             table.append(entry)
     memory = {}
     if not args.no_memory:
-        spawn = multiprocessing.get_context('spawn')
         for name in names:
             for mode in ('hooks', 'ghost'):
-                with spawn.Pool(1) as pool:
-                    memory[f'{name} {mode}'] = pool.apply(
-                        _peak_memory, (name, mode, args.batch, args.size, args.device, args.threads))
+                memory[f'{name} {mode}'] = peak_memory_in_fresh_process(
+                    name, mode, args.batch, args.size, args.device, args.threads, args.depths)
     targets = []
     for e in table:
         peer = next((p for p in table if p['model'] == PEER and p['step'] == e['step']), None)
@@ -239,6 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         versions=dict(torch=torch.__version__, timm=timm.__version__, timm_nf=timm_nf.__version__,
                       opacus=opacus.__version__, python=platform.python_version()),
         settings=dict(batch=args.batch, size=args.size, rounds=args.rounds, modes=args.modes, device=args.device,
+                      depths=args.depths,
                       peer=PEER_TEXT, noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=False,
                       memory=('torch.cuda.max_memory_allocated growth over 3 DP steps' if device.type == 'cuda' else
                               'peak resident memory growth over 3 DP steps in a fresh process')),

@@ -70,7 +70,11 @@ class NFBlock(nn.Module):
                 in_chs, out_chs, stride, dilation, avg_pool_shortcut, input_scale=gamma * beta, **ws)
         else:
             self.downsample = None
-        self.act1 = create_activation(act)  # not in-place: x is the identity shortcut
+        # all out of place: act1's input is the identity shortcut; act2, act3 and the residual add would modify a
+        # conv's output, which Opacus's backward hooks refuse, and in place they save no kernel and no saved tensor
+        # in training (README, "Differentially private training"); the fused inference block runs them in place
+        self.act_name = act
+        self.act1 = create_activation(act)
         self.conv1 = WSConv2d(in_chs, mid_chs, 1, input_scale=gamma * beta, **ws)
         self.act2 = create_activation(act)
         self.conv2 = WSConv2d(
@@ -100,9 +104,9 @@ class NFBlock(nn.Module):
             downsample=None if self.downsample is None else self.downsample.fuse(),
             act1=copy.deepcopy(self.act1),
             conv1=self.conv1.fuse(),
-            act2=copy.deepcopy(self.act2),
+            act2=create_activation(self.act_name, inplace=True),
             conv2=self.conv2.fuse(),
             attn=copy.deepcopy(self.attn),
-            act3=copy.deepcopy(self.act3),
+            act3=create_activation(self.act_name, inplace=True),
             conv3=self.conv3.fuse(self.skipinit_gain),
         )
