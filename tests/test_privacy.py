@@ -341,3 +341,25 @@ def test_samplers_are_registered_whichever_is_imported_first(tmp_path):
             'from timm_nf.models.block import NFBlock\n'
             'print(all(t in GradSampleModule.GRAD_SAMPLERS for t in (WSConv2d, NFBlock)))\n')
     assert _fresh_python(code, tmp_path).stdout.split() == ['False', 'False', 'True']
+
+
+def test_a_ws_conv_subclass_keeps_opacus_own_functorch_rerun():
+    class Doubled(WSConv2d):  # a forward the WS sampler knows nothing of: Opacus must re-run it, not our sampler
+        def forward(self, x, out_gain=None):
+            return 2 * super().forward(x, out_gain)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Doubled(3, 4, 3), nn.Flatten(), nn.Linear(4 * 8 * 8, 2)).double()
+    x, y = torch.randn(BATCH, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 0])
+    truth = []
+    for i in range(BATCH):
+        model.zero_grad()
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        truth.append(model[0].weight.grad.clone())
+    for mode in ('hooks', 'functorch'):
+        m = copy.deepcopy(model)
+        wrapped = _wrapped(m, mode)
+        F.cross_entropy(wrapped(x), y).backward()
+        assert rel_err(m[0].weight.grad_sample, torch.stack(truth)) < EXACT, mode
+        wrapped._close()
+        assert not hasattr(m[0], 'ft_compute_sample_grad')

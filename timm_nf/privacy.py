@@ -75,24 +75,35 @@ def _functorch_answer(samples_fn, module: nn.Module, params: Sequence[torch.Tens
 class _FunctorchMode:
     """The `ft_compute_sample_grad` attribute of a class: Opacus's functorch mode sets it to its vmap re-run of the
     module (opacus/grad_sample/functorch.py, `prepare_layer`) and calls it; this keeps the module's exact sampler
-    instead. Per instance: missing until Opacus sets it, gone when Opacus deletes it (remove_hooks)."""
+    instead. Per instance: missing until Opacus sets it, gone when Opacus deletes it (remove_hooks). A subclass, whose
+    forward may differ, keeps Opacus's own re-run as a plain attribute."""
 
-    def __init__(self, samples_fn):
+    def __init__(self, cls: type, samples_fn):
+        self.cls = cls
         self.samples_fn = samples_fn
 
     def __get__(self, module, owner=None):
         if module is None:
             return self
+        if type(module) is not self.cls:
+            if 'ft_compute_sample_grad' not in module.__dict__:
+                raise AttributeError('ft_compute_sample_grad')
+            return module.__dict__['ft_compute_sample_grad']
         if not module.__dict__.get('_timm_nf_functorch_mode', False):
             raise AttributeError('ft_compute_sample_grad')
         return functools.partial(_functorch_answer, self.samples_fn, module)
 
     def __set__(self, module, value):
-        module.__dict__['_timm_nf_functorch_mode'] = True
+        if type(module) is not self.cls:
+            module.__dict__['ft_compute_sample_grad'] = value
+        else:
+            module.__dict__['_timm_nf_functorch_mode'] = True
 
     def __delete__(self, module):
-        if not module.__dict__.pop('_timm_nf_functorch_mode', False):
+        key = 'ft_compute_sample_grad' if type(module) is not self.cls else '_timm_nf_functorch_mode'
+        if key not in module.__dict__:
             raise AttributeError('ft_compute_sample_grad')
+        del module.__dict__[key]
 
 
 def register() -> None:
@@ -104,6 +115,6 @@ def register() -> None:
 
     register_grad_sampler(WSConv2d)(_ws_conv_samples)
     register_grad_sampler(NFBlock)(_block_samples)
-    WSConv2d.ft_compute_sample_grad = _FunctorchMode(_ws_conv_samples)
-    NFBlock.ft_compute_sample_grad = _FunctorchMode(None)
+    WSConv2d.ft_compute_sample_grad = _FunctorchMode(WSConv2d, _ws_conv_samples)
+    NFBlock.ft_compute_sample_grad = _FunctorchMode(NFBlock, None)
     _registered = True
