@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 opacus = pytest.importorskip('opacus')
 from opacus import PrivacyEngine  # noqa: E402
-from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping  # noqa: E402
+from opacus.grad_sample import GradSampleModule  # noqa: E402
 from opacus.grad_sample.gsm_exp_weights import GradSampleModuleExpandedWeights  # noqa: E402
 
 from timm_nf.layers import WSConv2d  # noqa: E402
@@ -233,10 +233,11 @@ def test_a_conv_whose_padding_the_sampler_cannot_reproduce_raises():
 
 # --------------------------------------------------------------------------------------------- never silent
 
-def test_a_skipinit_gain_its_last_conv_did_not_apply_raises(monkeypatch):
+@pytest.mark.parametrize('mode', ['hooks', 'functorch'])
+def test_a_skipinit_gain_its_last_conv_did_not_apply_raises(mode, monkeypatch):
     case = _case('dm_nf_resnet50')
     model, x = case.copy()
-    wrapped = GradSampleModule(model)
+    wrapped = _wrapped(model, mode)
 
     def forward_without_gain(block, inp):  # a block that forgets to hand its SkipInit gain to its last conv
         out = block.act1(inp)

@@ -38,13 +38,15 @@ def _ws_conv_samples(conv: WSConv2d, activations: Sequence[torch.Tensor],
     return ws_conv_grad_samples(conv, activations[0], backprops, conv._ws_out_gain[0])
 
 
+_NO_GAIN_SAMPLE = ('Opacus: the SkipInit gain of an NFBlock got no per-example gradient: its last conv was not called '
+                   'with it (NFBlock.forward passes it as conv3(x, out_gain=...))')
+
+
 def _block_samples(block: NFBlock, activations, backprops) -> Dict[torch.Tensor, torch.Tensor]:
     """Opacus grad sampler of an NFBlock: nothing, its last conv's sampler has given the SkipInit gain's."""
     gain = block.skipinit_gain
-    if gain is not None and gain.requires_grad and not hasattr(gain, '_current_grad_sample') \
-            and getattr(gain, '_timm_nf_grad_sample', None) is None:
-        raise RuntimeError('Opacus: the SkipInit gain of an NFBlock got no per-example gradient: its last conv was '
-                           'not called with it (NFBlock.forward passes it as conv3(x, out_gain=...))')
+    if gain is not None and gain.requires_grad and not hasattr(gain, '_current_grad_sample'):
+        raise RuntimeError(_NO_GAIN_SAMPLE)
     return {}
 
 
@@ -56,7 +58,7 @@ def _functorch_answer(samples_fn, module: nn.Module, params: Sequence[torch.Tens
     per-example gradient per parameter of `params` (the module's, recursively). Gradients of parameters the module
     does not own (a block's SkipInit gain, from its conv) are parked on the parameter for their owner to answer."""
     samples = samples_fn(module, [activations], backprops) if samples_fn is not None else {}
-    own = {id(p) for p in params}
+    own, direct = {id(p) for p in params}, {id(p) for p in module.parameters(recurse=False)}
     for p, grad in samples.items():
         if id(p) not in own:
             parked = getattr(p, '_timm_nf_grad_sample', None)
@@ -66,6 +68,8 @@ def _functorch_answer(samples_fn, module: nn.Module, params: Sequence[torch.Tens
         grad = samples.get(p)
         if grad is None:
             grad = p.__dict__.pop('_timm_nf_grad_sample', None)
+        if grad is None and id(p) in direct and p.requires_grad:  # a block's SkipInit gain that no conv applied
+            raise RuntimeError(_NO_GAIN_SAMPLE)
         if grad is None:  # a child module's parameter: its own hook has counted it
             grad = torch.zeros((), dtype=p.dtype, device=p.device).expand(len(activations), *p.shape)
         answer.append(grad)

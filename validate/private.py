@@ -25,7 +25,6 @@ About 30 CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREA
 """
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -47,13 +46,14 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from timm_nf._atomic import atomic_path, write_text_atomic
+from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import (UsageError, check_output_file, command_main, finite_float, non_negative_int,
                                    positive_int)
 
 from . import digits
 from .batch_size import GN_GROUPS
 from .machine import cpu_name
+from .study_output import finish_and_save, runs_csv
 
 RESULTS_DIR = digits.RESULTS_DIR
 NETS = {
@@ -178,11 +178,7 @@ def _key(run: Dict) -> Tuple[str, float, int]:
 
 
 def _runs_csv(runs: Sequence[Dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows(runs)
-    return buffer.getvalue()
+    return runs_csv(runs, RUN_FIELDS)
 
 
 def _read_runs(path: Path, epochs: int, batch: int, lr: float, plain_lr: float) -> List[Dict]:
@@ -242,22 +238,9 @@ def plot(table: Dict[str, Dict[float, Dict]], path: str, title: str) -> None:
                         alpha=0.2, lw=0)
         if math.inf in per:
             ax.axhline(per[math.inf]['mean'], color=f'C{i}', ls='--', lw=1)
-    ax.axhline(100.0 / digits.NUM_CLASSES, color='0.5', ls=':', lw=1, label='chance')
     ax.set_xscale('log')
     ax.set_xticks(sorted({e for per in table.values() for e in per if math.isfinite(e)}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_ylim(0, 101)
-    ax.set_xlabel('privacy budget ε (δ = 1e-5); dashed: non-private')
-    ax.set_ylabel('validation top-1 (%)')
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format='png')
-    finally:
-        plt.close(fig)
+    finish_and_save(fig, ax, path, title, 'privacy budget ε (δ = 1e-5); dashed: non-private')
 
 
 def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str) -> str:
