@@ -231,6 +231,13 @@ def test_a_conv_whose_padding_the_sampler_cannot_reproduce_raises():
         ws_conv_grad_samples(conv, x, grad_out)
 
 
+def test_an_empty_batch_gives_empty_per_example_gradients():
+    # Poisson sampling can draw one (in functorch mode Opacus's own vmap of the squeeze-excite's plain convs refuses it)
+    model, x = _case('dm_nf_regnet_b0').copy()
+    F.cross_entropy(_wrapped(model, 'hooks')(x[:0]), _case('dm_nf_regnet_b0').y[:0], reduction='sum').backward()
+    assert all(p.grad_sample.shape == (0,) + p.shape for p in model.parameters())
+
+
 # --------------------------------------------------------------------------------------------- never silent
 
 @pytest.mark.parametrize('mode', ['hooks', 'functorch'])

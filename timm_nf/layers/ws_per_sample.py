@@ -39,9 +39,9 @@ def conv_input_patches(conv, x: torch.Tensor) -> torch.Tensor:
     if tuple(conv.kernel_size) == (1, 1) and tuple(padding) == (0, 0):
         sh, sw = conv.stride
         patches = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
-        return patches.reshape(n, groups, x.shape[1] // groups, -1)
+        return patches.reshape(n, groups, x.shape[1] // groups, patches.shape[2] * patches.shape[3])
     patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
-    return patches.view(n, groups, patches.shape[1] // groups, -1)
+    return patches.view(n, groups, patches.shape[1] // groups, patches.shape[2])
 
 
 def ws_conv_grad_samples(conv, x: torch.Tensor, grad_out: torch.Tensor,
@@ -53,9 +53,12 @@ def ws_conv_grad_samples(conv, x: torch.Tensor, grad_out: torch.Tensor,
     """
     weight = conv.weight
     dtype, n, groups = weight.dtype, x.shape[0], conv.groups
+    wanted = [p for p in (weight, conv.gain, conv.bias, out_gain) if p is not None and p.requires_grad]
+    if n == 0:  # an empty batch, which Poisson sampling can draw
+        return {p: torch.zeros((0,) + p.shape, dtype=dtype, device=x.device) for p in wanted}
     patches = conv_input_patches(conv, x.to(dtype))
     patches = patches - patches.mean(2, keepdim=True)  # the formula's backward removes each row's mean
-    g = grad_out.to(dtype).reshape(n, groups, conv.out_channels // groups, -1)
+    g = grad_out.to(dtype).reshape(n, groups, conv.out_channels // groups, grad_out[0, 0].numel())
     if patches.shape[-1] != g.shape[-1]:
         raise RuntimeError(
             f'per-example gradients of {type(conv).__name__}: its input {tuple(x.shape)} gives {patches.shape[-1]} '
