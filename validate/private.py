@@ -240,6 +240,7 @@ def plot(table: Dict[str, Dict[float, Dict]], path: str, title: str) -> None:
             ax.axhline(per[math.inf]['mean'], color=f'C{i}', ls='--', lw=1)
     ax.set_xscale('log')
     ax.set_xticks(sorted({e for per in table.values() for e in per if math.isfinite(e)}))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     finish_and_save(fig, ax, path, title, 'privacy budget ε (δ = 1e-5); dashed: non-private')
 
 
