@@ -44,6 +44,15 @@ BATCH, SIZE, CLASSES = 3, 32, 5
 EXACT = 1e-10  # float64; the loop and the samplers reach about 1e-14
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    # these nets are tiny: a second OpenMP thread only adds synchronisation (10x slower on a busy 2-core machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _quiet():
     # Opacus warns about its secure RNG, and torch when a hooked module's input needs no gradient (the stem)
@@ -326,6 +335,7 @@ print("imported:", sorted(m for m in ("timm_nf", "timm_nf.privacy") if m in sys.
 def _fresh_python(code: str, cwd) -> subprocess.CompletedProcess:
     pytest.importorskip('_timm_nf_autoload', reason='timm-nf is not installed, so its start-up hook is not either')
     env = {k: v for k, v in os.environ.items() if k != 'TIMM_NF_AUTOLOAD'}
+    env['OMP_NUM_THREADS'] = '1'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
