@@ -184,6 +184,34 @@ def _batch_size_section(root: Path) -> List[str]:
     return lines + [_relink(table.read_text(), table.parent, root).strip(), '']
 
 
+def _private_section(root: Path, entries: List[dict]) -> List[str]:
+    """Which published weights to start private fine-tuning from, and the private digits table when measured."""
+    lines = ['## Private fine-tuning (DP-SGD with Opacus)', '',
+             'Every parameter of every model here has an exact per-example gradient under Opacus (hooks, functorch, '
+             'ghost and ew modes; README.md, "Differentially private training"): there is no BatchNorm to replace '
+             "first, as Opacus's `ModuleValidator.fix` does by swapping it for GroupNorm and discarding the "
+             'pretrained normalisation statistics.', '']
+    if entries:
+        lines += ['Published weights that are a sensible starting point, trained non-privately on ImageNet-1k (treated '
+                  'as public data: the privacy guarantee covers the fine-tuning data only). DP noise grows with the '
+                  'number of trained parameters, so the smaller net, or training only part of a net (the classifier, '
+                  'the gains and biases), gives up less accuracy at a given ε:', '']
+        for e in sorted(entries, key=lambda e: params_and_macs(e['tag'].split('.')[0], [])[0]):
+            params = params_and_macs(e['tag'].split('.')[0], [])[0]
+            top1 = e.get('metrics', {}).get('imagenet_top1', {})
+            size = max(top1, key=top1.get) if top1 else None
+            best = f', ImageNet top-1 {top1[size]:.1f} % at {size} px' if top1 else ''
+            lines.append(f'- `{e["tag"]}`: {millions(params)} M parameters{best}.')
+        lines += ['', 'The paper-exact `dm_` family has no published weights yet.', '']
+    else:
+        lines += ['No weights are published yet: private training starts from random initialisation.', '']
+    table = root / 'validate' / 'results' / 'private.md'
+    if table.is_file():
+        lines += ['Private training from scratch on a small real task (`python -m validate private`):', '',
+                  _relink(table.read_text(), table.parent, root).strip(), '']
+    return lines
+
+
 def render(root: Path = ROOT) -> str:
     entries = published.load_published()
     weights = {}
@@ -204,6 +232,7 @@ def render(root: Path = ROOT) -> str:
     ) if recipes else ''
     lines += [_USE, _TRAIN.replace('{recipes}', recipe_text)]
     lines += _batch_size_section(root)
+    lines += _private_section(root, entries)
     lines += _spp_section(root)
     lines += ['## Citation', '', '```bibtex', CITATION, '```', '']
     return '\n'.join(lines)

@@ -11,6 +11,8 @@ JOBS = {
     'digits': ('validate.digits', 'NF against BatchNorm on real data (scikit-learn digits), and the stability sweep'),
     'batch-size': ('validate.batch_size', 'NF, BatchNorm and GroupNorm+WS at batch sizes 2-128 on digits'),
     'benchmark': ('validate.benchmark', "throughput and memory against timm's NormFreeNet and BatchNorm peers"),
+    'dp-benchmark': ('validate.dp_benchmark', 'DP step cost under Opacus against a GroupNorm+WS ResNet'),
+    'private': ('validate.private', 'DP-SGD with Opacus on digits at ε = 1, 3, 8: NF against GroupNorm+WS'),
 }
 
 

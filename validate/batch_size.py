@@ -27,7 +27,6 @@ Run it with OMP_NUM_THREADS=1 on a shared machine (see validate/digits.py).
 """
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -44,13 +43,14 @@ import torch
 from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 
-from timm_nf._atomic import atomic_path, write_text_atomic
+from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import (UsageError, check_output_file, command_main, non_negative_float, positive_float,
                                    random_seed, whole_number)
 from timm_nf._memory import check_training_fits
 
 from . import digits
 from .machine import cpu_name
+from .study_output import finish_and_save, runs_csv
 
 RESULTS_DIR = digits.RESULTS_DIR
 NETS = {
@@ -146,30 +146,13 @@ def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str) -> None:
         ax.plot(batches, [per[b]['mean'] for b in batches], marker='o', color=f'C{i}', label=NETS[kind])
         ax.fill_between(batches, [per[b]['min'] for b in batches], [per[b]['max'] for b in batches], color=f'C{i}',
                         alpha=0.2, lw=0)
-    ax.axhline(100.0 / digits.NUM_CLASSES, color='0.5', ls=':', lw=1, label='chance')
     ax.set_xscale('log', base=2)
     ax.set_xticks(sorted({b for per in table.values() for b in per}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_ylim(0, 101)
-    ax.set_xlabel('batch size (learning rate scaled linearly)')
-    ax.set_ylabel('validation top-1 (%)')
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format='png')
-    finally:
-        plt.close(fig)
+    finish_and_save(fig, ax, path, title, 'batch size (learning rate scaled linearly)')
 
 
 def _runs_csv(runs: Sequence[Dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows(runs)
-    return buffer.getvalue()
+    return runs_csv(runs, RUN_FIELDS)
 
 
 def _read_runs(path: Path, epochs: int, base_lr: float) -> List[Dict]:

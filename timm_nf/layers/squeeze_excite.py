@@ -18,5 +18,5 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
-        s = self.fc2(F.relu(self.fc1(s), inplace=True))
+        s = self.fc2(F.relu(self.fc1(s)))
         return x * (2.0 * torch.sigmoid(s))

@@ -56,3 +56,13 @@ def standardize_fast(weight: torch.Tensor, row_gain: torch.Tensor, fan_in: int, 
                      floor: float) -> torch.Tensor:
     """`standardize` with the hand-written backward (eager mode only: not for compilers, FX or torch.func)."""
     return _StandardizeFast.apply(weight, row_gain, fan_in, eps_fan_in, floor)
+
+
+
+def row_statistics(weight: torch.Tensor, fan_in: int, eps_fan_in: float, floor: float):
+    """(centered rows (out, n), rsqrt of the floored variance term (out,), whether the floor is inactive (out,)): what
+    the formula's gradient is made of, for gradients computed outside autograd (per-example ones, ws_per_sample.py)."""
+    w = weight.reshape(weight.shape[0], -1)
+    centered = w - w.mean(1, keepdim=True)
+    var_fan_in = centered.square().mean(1) * fan_in + eps_fan_in
+    return centered, torch.rsqrt(torch.clamp_min(var_fan_in, floor)), var_fan_in > floor

@@ -7,6 +7,7 @@ from torch import nn
 
 from .frozen import FusedConv2d
 from .standardize import standardize, standardize_fast
+from .ws_expanded import conv_with_expanded_weights, is_expanded
 from .ws_group import shared_pass_devices
 
 
@@ -99,6 +100,8 @@ class WSConv2d(nn.Conv2d):
     def _eager_weight(self, x: torch.Tensor, out_gain: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         if _per_conv_formula_only(x, self.weight):
             return self.standardized_weight(out_gain)
+        if out_gain is not self._ws_out_gain[0]:  # the out gain Opacus's per-example sampler reads (privacy.py)
+            self._ws_out_gain = (out_gain,)
         if self._ws_group is not None and self.weight.device.type in shared_pass_devices():
             group, index = self._ws_group
             shared = group.lookup(self, index, out_gain)
@@ -110,6 +113,8 @@ class WSConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, out_gain: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_scripting():
             weight, bias = self.standardized_weight(out_gain)
+        elif is_expanded(self.weight):  # torch's per-example gradients (ExpandedWeights, Opacus's 'ew' mode)
+            return conv_with_expanded_weights(self, x, out_gain)
         else:
             weight, bias = self._eager_weight(x, out_gain)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)

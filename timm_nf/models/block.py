@@ -70,13 +70,17 @@ class NFBlock(nn.Module):
                 in_chs, out_chs, stride, dilation, avg_pool_shortcut, input_scale=gamma * beta, **ws)
         else:
             self.downsample = None
-        self.act1 = create_activation(act)  # not in-place: x is the identity shortcut
+        # all out of place: act1's input is the identity shortcut; act2, act3 and the residual add would modify a
+        # conv's output, which Opacus's backward hooks refuse, and in place they save no kernel and no saved tensor
+        # in training (README, "Differentially private training"); the fused inference block runs them in place
+        self.act_name = act
+        self.act1 = create_activation(act)
         self.conv1 = WSConv2d(in_chs, mid_chs, 1, input_scale=gamma * beta, **ws)
-        self.act2 = create_activation(act, inplace=True)
+        self.act2 = create_activation(act)
         self.conv2 = WSConv2d(
             mid_chs, mid_chs, 3, stride=stride, dilation=first_dilation, groups=groups, input_scale=gamma, **ws)
         self.attn = SqueezeExcite(mid_chs, se_hidden, device=device, dtype=dtype) if se_hidden else None
-        self.act3 = create_activation(act, inplace=True)
+        self.act3 = create_activation(act)
         self.conv3 = WSConv2d(
             mid_chs, out_chs, 1, input_scale=gamma, output_scale=alpha, gain_init=1.0 if scalar_skipinit else 0.0, **ws)
         self.drop_path = DropPath(drop_path_rate, scale_by_keep=drop_path_scale_by_keep) \
@@ -91,8 +95,8 @@ class NFBlock(nn.Module):
         out = self.conv2(self.act2(out))
         if self.attn is not None:
             out = self.attn(out)
-        out = self.drop_path(self.conv3(self.act3(out), self.skipinit_gain))
-        return out.add_(shortcut)  # in place: nothing saved for backward reads the branch output
+        out = self.drop_path(self.conv3(self.act3(out), out_gain=self.skipinit_gain))
+        return out + shortcut
 
     def fuse(self) -> FusedNFBlock:
         """The frozen inference block: plain convs holding every folded scalar; the original is left untouched."""
@@ -100,9 +104,9 @@ class NFBlock(nn.Module):
             downsample=None if self.downsample is None else self.downsample.fuse(),
             act1=copy.deepcopy(self.act1),
             conv1=self.conv1.fuse(),
-            act2=copy.deepcopy(self.act2),
+            act2=create_activation(self.act_name, inplace=True),
             conv2=self.conv2.fuse(),
             attn=copy.deepcopy(self.attn),
-            act3=copy.deepcopy(self.act3),
+            act3=create_activation(self.act_name, inplace=True),
             conv3=self.conv3.fuse(self.skipinit_gain),
         )

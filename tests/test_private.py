@@ -1,0 +1,81 @@
+"""A much-reduced `python -m validate private`: the mechanics (private and non-private runs, the accountant's budget,
+resume, table, figure, the BatchNorm line, errors), not the outcome."""
+import csv
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+pytest.importorskip('opacus')
+from validate import private  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def small_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    patch = pytest.MonkeyPatch()
+    load = private.load_tensors
+
+    def fewer_images(img_size):  # digits' own tensors, thinned: the mechanics are the same, the runs cheaper
+        train, val = load(img_size)
+        return TensorDataset(*(t[:160] for t in train.tensors)), TensorDataset(*(t[:60] for t in val.tensors))
+
+    patch.setattr(private, 'load_tensors', fewer_images)
+    out = tmp_path_factory.mktemp('private')
+    logged = []
+    result = private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
+                         plain_lr=0.025, log=logged.append)
+    yield out, result, logged
+    patch.undo()
+    torch.set_num_threads(threads)
+
+
+def test_every_run_spends_its_budget(small_run):
+    out, result, logged = small_run
+    runs = list(csv.DictReader((out / 'p_runs.csv').open()))
+    assert sorted((r['net'], float(r['epsilon'])) for r in runs) == sorted(
+        (net, eps) for net in ('nf', 'gn_ws') for eps in (8.0, math.inf))
+    for r in runs:
+        private_run = math.isfinite(float(r['epsilon']))
+        assert (float(r['noise_multiplier']) > 0) == private_run
+        assert float(r['lr']) == (1.0 if private_run else 0.025)
+        if private_run:  # the accountant's ε after the run, for the noise make_private_with_epsilon chose
+            assert 7.0 < float(r['spent_epsilon']) <= 8.0 * 1.01
+        assert 0.0 <= float(r['top1']) <= 100.0
+    assert sum(line.startswith(('ε = 8', 'non-private')) for line in logged) == 4
+
+
+def test_outputs_and_the_batch_norm_line(small_run):
+    out, result, _ = small_run
+    assert set(result['table']) == {'nf', 'gn_ws'} and set(result['table']['nf']) == {'ε = 8', 'non-private'}
+    assert json.loads((out / 'p.json').read_text())['setup']['epsilons'] == [8.0]
+    text = (out / 'p.md').read_text()
+    assert '| NF-ResNet (paper-exact) |' in text and '| net | ε = 8 | non-private |' in text
+    assert 'BatchNorm cannot take part' in text and 'Opacus rejects it' in text
+    assert (out / 'p.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_resume_trains_only_what_is_missing(small_run, monkeypatch):
+    out, _, _ = small_run
+    trained = []
+    monkeypatch.setattr(private, 'train_one', lambda *a, **k: trained.append(a) or pytest.fail('retrained'))
+    monkeypatch.setattr(private, 'load_tensors', lambda img_size: pytest.fail('loaded the data for nothing'))
+    private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
+                plain_lr=0.025, resume=True, log=lambda *a: None)
+    assert not trained
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--epsilons', '0'], '--epsilons must be positive'),
+    (['--epsilons', '3', '3'], 'each seed and ε may be given only once'),
+    (['--batch-size', '2000'], 'must be below the 1,437 training images'),
+    (['--lr', '-1'], 'need --lr > 0'),
+    (['--out-dir', '/nonexistent/folder'], 'is not an existing folder'),
+])
+def test_bad_input_is_one_line_before_any_work(argv, message, capsys):
+    assert private.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err

@@ -1,0 +1,363 @@
+"""Differentially private training on real data: DP-SGD with Opacus on scikit-learn's digits, NF against GroupNorm+WS.
+
+    python -m validate private [--epsilons 1 3 8] [--seeds 0 1 2] [--epochs 20] [--batch-size 256] [--lr 2.0]
+                               [--out-dir validate/results] [--name private] [--resume]
+
+Data: validate/digits.py's 80/20 split of the 1,797 digits at 32 px, preprocessed once into tensors (no
+augmentation). Nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16), each with its default
+stochastic depth:
+- nf: the paper-exact NF-ResNet (dm_nf_resnet50 shape override, stochastic depth 0.1),
+- nf_timm: timm's NF-ResNet (nf_resnet50 config, built by timm-nf: timm's NormFreeNet itself applies an in-place
+  activation to a conv's output, which Opacus's backward hooks refuse),
+- gn_ws: the same ResNetV2 with BiT's layers as in `python -m validate batch-size` (StdConv2d, GroupNorm with 8
+  groups), its activations out of place for the same reason.
+BatchNorm cannot take part: it normalises each example with statistics of the whole batch, so no example has a
+gradient of its own to clip (Opacus's ModuleValidator rejects it).
+
+Private runs: Opacus's PrivacyEngine.make_private_with_epsilon (hooks mode, Poisson sampling at rate batch/1437,
+PRV accountant) picks the noise multiplier that spends exactly (ε, δ = 1e-5) over the epochs; per-example gradients
+clipped to norm 1; SGD with momentum 0.9 at --lr, cosine decay per step. Non-private runs: the same nets, epochs,
+batch and schedule without clipping or noise, at --plain-lr (0.2: digits' rate 0.05 per 64 examples, scaled to the
+batch as in the batch-size study). Top-1 on the 360 validation images after the last epoch.
+Outputs in --out-dir: <name>_runs.csv (one row per run, written after each; --resume keeps the runs it holds with the
+same settings), <name>.json, <name>.md (the table for README) and <name>.png (top-1 against ε, min-max over seeds).
+About 30 CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREADS=1 (see validate/digits.py).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import create_dataset, create_transform
+from timm.layers import GroupNormAct, StdConv2d
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from timm_nf._atomic import write_text_atomic
+from timm_nf._command_line import (UsageError, check_output_file, command_main, finite_float, non_negative_int,
+                                   positive_int)
+
+from . import digits
+from .batch_size import GN_GROUPS
+from .machine import cpu_name
+from .study_output import finish_and_save, runs_csv
+
+RESULTS_DIR = digits.RESULTS_DIR
+NETS = {
+    'nf': 'NF-ResNet (paper-exact)',
+    'nf_timm': "NF-ResNet (timm's)",
+    'gn_ws': 'GroupNorm + WS (BiT layers)',
+}
+EPSILONS = (1.0, 3.0, 8.0)
+DELTA = 1e-5
+MAX_GRAD_NORM = 1.0
+WARMUP_EPOCHS = 1
+RUN_FIELDS = ('net', 'epsilon', 'seed', 'epochs', 'batch', 'lr', 'noise_multiplier', 'spent_epsilon', 'top1',
+              'final_train_loss', 'cpu_seconds')
+BATCH_NORM_LINE = ('BatchNorm cannot take part: it normalises each example with the statistics of the whole batch, '
+                   'so no example has a gradient of its own to clip (Opacus rejects it: {error})')
+
+
+def build_net(kind: str, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    shape = dict(num_classes=digits.NUM_CLASSES)
+    if kind == 'nf':
+        return timm.create_model('dm_nf_resnet50', depths=digits.DEPTHS, widths=digits.WIDTHS,
+                                 stem_width=digits.STEM_WIDTH, **shape)
+    if kind == 'nf_timm':
+        return timm.create_model('nf_resnet50', depths=digits.DEPTHS, widths=digits.WIDTHS,
+                                 stem_width=digits.STEM_WIDTH, **shape)
+    if kind == 'gn_ws':
+        return timm.create_model('resnetv2_50', layers=list(digits.DEPTHS), channels=digits.WIDTHS,
+                                 stem_chs=digits.STEM_WIDTH, conv_layer=partial(StdConv2d, eps=1e-8),
+                                 norm_layer=partial(GroupNormAct, num_groups=GN_GROUPS, inplace=False), **shape)
+    raise ValueError(f'unknown net {kind!r}: expected one of {", ".join(NETS)}')
+
+
+def batch_norm_line() -> str:
+    """Why BatchNorm is left out, with Opacus's own answer when asked to make digits' BatchNorm net private."""
+    from opacus import PrivacyEngine
+    model = digits.build_net('bn_resnet')
+    data = DataLoader(TensorDataset(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)), batch_size=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            PrivacyEngine().make_private(module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                         data_loader=data, noise_multiplier=1.0, max_grad_norm=1.0)
+    except Exception as e:  # noqa: BLE001  (whatever Opacus raises is the answer quoted)
+        answer = ' '.join(str(e).split('(')[1 if str(e).startswith('[') else 0].split())
+        answer = answer.strip('[]"\' ').rstrip('.')
+        return BATCH_NORM_LINE.format(error=f'{type(e).__name__}: "{answer}"')
+    return BATCH_NORM_LINE.format(error='no error, unexpectedly')
+
+
+def load_tensors(img_size: int) -> Tuple[TensorDataset, TensorDataset]:
+    """digits' train and validation images at `img_size`, through timm's eval transform, as tensors."""
+    with tempfile.TemporaryDirectory(prefix='timm_nf_private_') as tmp:
+        root = digits.write_image_folder(Path(tmp), img_size)
+        transform = create_transform(img_size, interpolation='bilinear', mean=digits.MEAN, std=digits.STD,
+                                     crop_pct=1.0)
+        out = []
+        for split in ('train', 'validation'):
+            dataset = create_dataset('', root=str(root), split=split, transform=transform)
+            images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+            out.append(TensorDataset(torch.stack(images), torch.tensor(labels)))
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorDataset) -> float:
+    model.eval()
+    images, labels = data.tensors
+    return 100.0 * (model(images).argmax(1) == labels).float().mean().item()
+
+
+def train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Optional[float], seed: int,
+              epochs: int, batch: int, lr: float) -> Dict:
+    """One run; `epsilon` None: non-private. The seed fixes the initial weights, the sampling and the noise."""
+    with warnings.catch_warnings():  # Opacus on its insecure RNG (fine here), torch on the stem's backward hook
+        warnings.simplefilter('ignore', UserWarning)
+        return _train_one(train, val, kind, epsilon, seed, epochs, batch, lr)
+
+
+def _train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Optional[float], seed: int,
+               epochs: int, batch: int, lr: float) -> Dict:
+    from opacus import PrivacyEngine
+
+    model = build_net(kind, seed).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train, batch_size=batch, shuffle=True, generator=generator)
+    cpu = time.process_time()
+    noise = spent = None
+    if epsilon is not None:
+        engine = PrivacyEngine(accountant='prv')
+        model, optimizer, loader = engine.make_private_with_epsilon(
+            module=model, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon, target_delta=DELTA,
+            epochs=epochs, max_grad_norm=MAX_GRAD_NORM, noise_generator=generator)
+        noise = optimizer.noise_multiplier
+    scheduler, _ = create_scheduler_v2(optimizer, sched='cosine', num_epochs=epochs, warmup_epochs=WARMUP_EPOCHS,
+                                       warmup_lr=lr * 0.01, min_lr=0.0, step_on_epochs=False,
+                                       updates_per_epoch=len(loader))
+    losses, updates = [], 0
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            updates += 1
+            scheduler.step_update(updates)
+            losses.append(loss.item())
+    if epsilon is not None:
+        spent = engine.get_epsilon(DELTA)
+        model = model._module
+    return dict(net=kind, epsilon=epsilon if epsilon is not None else math.inf, seed=seed, epochs=epochs,
+                batch=batch, lr=lr, noise_multiplier=round(noise, 4) if noise is not None else 0.0,
+                spent_epsilon=round(spent, 3) if spent is not None else math.inf, top1=round(evaluate(model, val), 2),
+                final_train_loss=round(statistics.fmean(losses[-5:]), 4),
+                cpu_seconds=round(time.process_time() - cpu, 1))
+
+
+def _key(run: Dict) -> Tuple[str, float, int]:
+    return run['net'], float(run['epsilon']), int(run['seed'])
+
+
+def _runs_csv(runs: Sequence[Dict]) -> str:
+    return runs_csv(runs, RUN_FIELDS)
+
+
+def _read_runs(path: Path, epochs: int, batch: int, lr: float, plain_lr: float) -> List[Dict]:
+    """The runs of an earlier, interrupted invocation with the same epochs, batch and learning rates."""
+    if not path.is_file():
+        return []
+    runs = []
+    for row in csv.DictReader(path.open()):
+        run = dict(row)
+        for field in ('epsilon', 'lr', 'noise_multiplier', 'spent_epsilon', 'top1', 'final_train_loss',
+                      'cpu_seconds'):
+            run[field] = float(row[field])
+        for field in ('seed', 'epochs', 'batch'):
+            run[field] = int(row[field])
+        wanted_lr = plain_lr if math.isinf(run['epsilon']) else lr
+        if run['epochs'] == epochs and run['batch'] == batch and math.isclose(run['lr'], wanted_lr):
+            runs.append(run)
+    return runs
+
+
+def summarize(runs: Sequence[Dict]) -> Dict[str, Dict[float, Dict]]:
+    """net → ε (inf: non-private) → {mean, std (sample, over seeds), min, max, n} of top-1."""
+    table: Dict[str, Dict[float, Dict]] = {}
+    for kind in NETS:
+        for epsilon in sorted({r['epsilon'] for r in runs if r['net'] == kind}):
+            values = [r['top1'] for r in runs if r['net'] == kind and r['epsilon'] == epsilon]
+            table.setdefault(kind, {})[epsilon] = dict(
+                mean=round(statistics.fmean(values), 2),
+                std=round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+                min=min(values), max=max(values), n=len(values))
+    return table
+
+
+def _column(epsilon: float) -> str:
+    return 'non-private' if math.isinf(epsilon) else f'ε = {epsilon:g}'
+
+
+def markdown_table(table: Dict[str, Dict[float, Dict]]) -> str:
+    epsilons = sorted({e for per in table.values() for e in per})
+    lines = ['| net | ' + ' | '.join(_column(e) for e in epsilons) + ' |', '|---|' + '---|' * len(epsilons)]
+    for kind, per in table.items():
+        cells = ['-' if e not in per else f'{per[e]["mean"]:.1f} ± {per[e]["std"]:.1f}' for e in epsilons]
+        lines.append(f'| {NETS[kind]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def plot(table: Dict[str, Dict[float, Dict]], path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 5.0))
+    for i, (kind, per) in enumerate(table.items()):
+        private = sorted(e for e in per if math.isfinite(e))
+        ax.plot(private, [per[e]['mean'] for e in private], marker='o', color=f'C{i}', label=NETS[kind])
+        ax.fill_between(private, [per[e]['min'] for e in private], [per[e]['max'] for e in private], color=f'C{i}',
+                        alpha=0.2, lw=0)
+        if math.inf in per:
+            ax.axhline(per[math.inf]['mean'], color=f'C{i}', ls='--', lw=1)
+    ax.set_xscale('log')
+    ax.set_xticks(sorted({e for per in table.values() for e in per if math.isfinite(e)}))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    finish_and_save(fig, ax, path, title, 'privacy budget ε (δ = 1e-5); dashed: non-private')
+
+
+def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str) -> str:
+    noise = {e: sorted({r['noise_multiplier'] for r in runs if r['epsilon'] == e}) for e in setup['epsilons']}
+    spent = max((r['spent_epsilon'] / r['epsilon'] for r in runs if math.isfinite(r['epsilon'])), default=1.0)
+    minutes = sum(r['cpu_seconds'] for r in runs) / 60
+    return '\n'.join([
+        '<!-- generated by `python -m validate private`; numbers from validate/results/'
+        f'{name}.json and {name}_runs.csv -->',
+        f'![top-1 against the privacy budget]({name}.png)',
+        '',
+        f'Validation top-1 (%) on scikit-learn\'s digits (1,437 train / 360 validation images at '
+        f'{setup["img_size"]} px), mean ± standard deviation over seeds {", ".join(map(str, setup["seeds"]))}. '
+        f'DP-SGD with Opacus {setup["opacus"]} (hooks mode, Poisson sampling of {setup["batch"]} expected examples '
+        f'per step, per-example gradients clipped to norm {MAX_GRAD_NORM:g}, PRV accountant, δ = {DELTA:g}); '
+        f'noise multipliers ' + ', '.join(f'{v[0]:.2f} at ε = {e:g}' for e, v in noise.items() if v) + f' '
+        f'(spent ε at most {spent:.3f}× the target). {setup["epochs"]} epochs, SGD with momentum 0.9, 1 warm-up '
+        f'epoch then cosine decay, lr {setup["lr"]:g} private and {setup["plain_lr"]:g} non-private (the same '
+        f'nets, epochs and batch without clipping or noise). Bottleneck ResNets of one shape (depths '
+        f'{"-".join(map(str, setup["depths"]))}, widths {"-".join(map(str, setup["widths"]))}), each with its '
+        f'default stochastic depth; GroupNorm with {setup["gn_groups"]} groups. {minutes:.0f} CPU minutes, '
+        f'{"one thread" if setup["threads"] == 1 else str(setup["threads"]) + " threads"} ({setup["processor"]}).',
+        '',
+        markdown_table(table),
+        '',
+        setup['batch_norm'] + '.',
+        '',
+    ])
+
+
+def run(out_dir: Path, name: str, nets: Sequence[str], epsilons: Sequence[float], seeds: Sequence[int],
+        epochs: int, batch: int, lr: float, plain_lr: float, img_size: int = 32, resume: bool = False,
+        log=print) -> Dict:
+    """Train every (net, ε or non-private, seed), writing the runs as they finish; then table, JSON, markdown, figure."""
+    import opacus
+
+    runs_path = out_dir / f'{name}_runs.csv'
+    runs = _read_runs(runs_path, epochs, batch, lr, plain_lr) if resume else []
+    grid = [math.inf] + sorted(epsilons)
+    done = {_key(r) for r in runs}
+    runs = [r for r in runs if r['net'] in nets and r['epsilon'] in grid and r['seed'] in seeds]
+    todo = [(kind, eps, seed) for seed in seeds for eps in grid for kind in nets if (kind, eps, seed) not in done]
+    started = time.perf_counter()
+    if todo:
+        train, val = load_tensors(img_size)
+        for kind, eps, seed in todo:
+            private = math.isfinite(eps)
+            row = train_one(train, val, kind, eps if private else None, seed, epochs, batch,
+                            lr if private else plain_lr)
+            runs.append(row)
+            write_text_atomic(runs_path, _runs_csv(runs))
+            log(f"{_column(eps):<12} {kind:<8} seed {seed}  top-1 {row['top1']:6.2f}  noise "
+                f"{row['noise_multiplier']:.3f}  loss {row['final_train_loss']:.3f}  ({row['cpu_seconds']} s CPU)")
+    table = summarize(runs)
+    setup = dict(epochs=epochs, batch=batch, lr=lr, plain_lr=plain_lr, img_size=img_size, seeds=list(seeds),
+                 epsilons=list(epsilons), delta=DELTA, max_grad_norm=MAX_GRAD_NORM, nets={k: NETS[k] for k in nets},
+                 depths=digits.DEPTHS, widths=digits.WIDTHS, stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS,
+                 batch_norm=batch_norm_line(), opacus=opacus.__version__, torch=torch.__version__,
+                 timm=timm.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
+                 processor=cpu_name())
+    result = dict(setup=setup, table={k: {_column(e): v for e, v in per.items()} for k, per in table.items()},
+                  cpu_seconds=round(sum(r['cpu_seconds'] for r in runs), 1),
+                  wall_seconds_this_invocation=round(time.perf_counter() - started, 1))
+    write_text_atomic(out_dir / f'{name}.json', json.dumps(result, indent=1) + '\n')
+    write_text_atomic(out_dir / f'{name}.md', _markdown(table, setup, runs, name))
+    plot(table, str(out_dir / f'{name}.png'), f'digits, DP-SGD for {epochs} epochs at batch {batch}; mean over '
+         f'{len(seeds)} seeds, min-max shaded')
+    log(markdown_table(table))
+    log(f'wrote {out_dir}/{name}.json, .md, .png and {name}_runs.csv')
+    return result
+
+
+PROG = 'python -m validate private'
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--out-dir', type=Path, default=RESULTS_DIR, help='an existing folder (default validate/results)')
+    p.add_argument('--name', default='private', help='file name stem of the outputs (default private)')
+    p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
+    p.add_argument('--epsilons', nargs='+', type=finite_float, default=list(EPSILONS))
+    p.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
+    p.add_argument('--epochs', type=positive_int, default=20)
+    p.add_argument('--batch-size', type=positive_int, default=256, help='expected examples per step (default 256)')
+    p.add_argument('--lr', type=finite_float, default=1.0, help='learning rate of the private runs (default 1.0)')
+    p.add_argument('--plain-lr', type=finite_float, default=0.025, help='of the non-private runs (default 0.025)')
+    p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Everything that can be checked before training: values, and every output file."""
+    if not args.name or os.sep in args.name or args.name.startswith('.'):
+        raise UsageError(f'--name must be a plain file name stem, got {args.name!r}')
+    if min(args.epsilons) <= 0:
+        raise UsageError(f'--epsilons must be positive, got {min(args.epsilons)}')
+    if len(set(args.seeds)) != len(args.seeds) or len(set(args.epsilons)) != len(args.epsilons):
+        raise UsageError('each seed and ε may be given only once')
+    if args.batch_size >= 1437:
+        raise UsageError(f'--batch-size must be below the 1,437 training images, got {args.batch_size}')
+    if args.lr <= 0 or args.plain_lr <= 0:
+        raise UsageError(f'need --lr > 0 and --plain-lr > 0, got {args.lr} and {args.plain_lr}')
+    if not args.out_dir.is_dir():
+        raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
+    for suffix in ('_runs.csv', '.json', '.md', '.png'):
+        check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check(args)
+    run(args.out_dir, args.name, args.nets, args.epsilons, args.seeds, args.epochs, args.batch_size, args.lr,
+        args.plain_lr, resume=args.resume)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return command_main(PROG, __doc__.split('\n')[0], add_arguments, _run, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
