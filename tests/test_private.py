@@ -66,16 +66,3 @@ def test_resume_trains_only_what_is_missing(small_run, monkeypatch):
     private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
                 plain_lr=0.025, resume=True, log=lambda *a: None)
     assert not trained
-
-
-@pytest.mark.parametrize('argv, message', [
-    (['--epsilons', '0'], '--epsilons must be positive'),
-    (['--epsilons', '3', '3'], 'each seed and ε may be given only once'),
-    (['--batch-size', '2000'], 'must be below the 1,437 training images'),
-    (['--lr', '-1'], 'need --lr > 0'),
-    (['--out-dir', '/nonexistent/folder'], 'is not an existing folder'),
-])
-def test_bad_input_is_one_line_before_any_work(argv, message, capsys):
-    assert private.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import timm_nf
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import UsageError, check_output_file, command_main, positive_int
+from timm_nf._command_line import UsageError, batch_size, check_output_file, command_main, image_size, whole_number
+from timm_nf._memory import check_fits, training_bytes
 from validate.benchmark import _depths
 from validate.machine import cpu_name
 from validate.op_count import sgd, train_step
@@ -146,10 +147,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--models', default='dm_nf_resnet50,nf_resnet50',
                    help='comma-separated timm-nf model names; the GroupNorm+WS peer is always added')
     p.add_argument('--modes', default=','.join(MODES), help=f'comma-separated subset of {",".join(MODES)}')
-    p.add_argument('--batch', type=positive_int, default=8)
-    p.add_argument('--size', type=positive_int, default=32, help='image size in px (default 32)')
-    p.add_argument('--rounds', type=positive_int, default=7, help='timed rounds after one warm-up round')
-    p.add_argument('--threads', type=positive_int, default=1, help='CPU threads for torch (default 1)')
+    p.add_argument('--batch', type=batch_size, default=8)
+    p.add_argument('--size', type=image_size, default=32, help='image size in px (default 32)')
+    p.add_argument('--rounds', type=whole_number(1, 1000), default=7, help='timed rounds after one warm-up round')
+    p.add_argument('--threads', type=whole_number(1, 1024), default=1, help='CPU threads for torch (default 1)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every model (quick checks)')
     p.add_argument('--no-memory', action='store_true', help='skip the ghost-against-hooks memory probes')
@@ -172,6 +173,18 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError('--device cuda asks for a GPU, but torch sees no CUDA device: expected a machine with one, '
                          'or --device cpu')
     args.out = check_output_file(args.out, '--out', ('.json',)) if args.out else None
+    _check_memory(args)
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """A DP step of each model must fit: a training step plus one gradient per example (hooks mode keeps them all)."""
+    available = torch.cuda.mem_get_info(args.device)[0] if args.device == 'cuda' else None
+    for name in args.models + [PEER]:
+        with torch.device('meta'):
+            model = build(name, args.depths).train()
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_fits(training_bytes(model, (args.batch, 3, args.size, args.size)) + args.batch * params,
+                   f'a DP step of {name} at batch {args.batch}, {args.size} px', 'lower --batch or --size', available)
 
 
 def _fmt(value: Optional[float], spec: str = '.2f') -> str:

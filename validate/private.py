@@ -47,8 +47,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from timm_nf._atomic import write_text_atomic
-from timm_nf._command_line import (UsageError, check_output_file, command_main, finite_float, non_negative_int,
-                                   positive_int)
+from timm_nf._command_line import (UsageError, check_output_file, command_main, positive_float, random_seed,
+                                   real_number, whole_number)
 
 from . import digits
 from .batch_size import GN_GROUPS
@@ -62,6 +62,7 @@ NETS = {
     'gn_ws': 'GroupNorm + WS (BiT layers)',
 }
 EPSILONS = (1.0, 3.0, 8.0)
+EPSILON_RANGE = (0.01, 100.0)  # Opacus's noise search (sigma up to 1e6) reaches either end at any --epochs/--batch-size
 DELTA = 1e-5
 MAX_GRAD_NORM = 1.0
 WARMUP_EPOCHS = 1
@@ -321,12 +322,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out-dir', type=Path, default=RESULTS_DIR, help='an existing folder (default validate/results)')
     p.add_argument('--name', default='private', help='file name stem of the outputs (default private)')
     p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
-    p.add_argument('--epsilons', nargs='+', type=finite_float, default=list(EPSILONS))
-    p.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
-    p.add_argument('--epochs', type=positive_int, default=20)
-    p.add_argument('--batch-size', type=positive_int, default=256, help='expected examples per step (default 256)')
-    p.add_argument('--lr', type=finite_float, default=1.0, help='learning rate of the private runs (default 1.0)')
-    p.add_argument('--plain-lr', type=finite_float, default=0.025, help='of the non-private runs (default 0.025)')
+    p.add_argument('--epsilons', nargs='+', type=real_number(*EPSILON_RANGE), default=list(EPSILONS))
+    p.add_argument('--seeds', nargs='+', type=random_seed, default=[0, 1, 2])
+    p.add_argument('--epochs', type=whole_number(1, 1000), default=20)
+    p.add_argument('--batch-size', type=whole_number(1, digits.TRAIN_IMAGES - 1), default=256,
+                   help='expected examples per step (default 256)')
+    p.add_argument('--lr', type=positive_float, default=1.0, help='learning rate of the private runs (default 1.0)')
+    p.add_argument('--plain-lr', type=positive_float, default=0.025, help='of the non-private runs (default 0.025)')
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
 
 
@@ -334,14 +336,8 @@ def _check(args: argparse.Namespace) -> None:
     """Everything that can be checked before training: values, and every output file."""
     if not args.name or os.sep in args.name or args.name.startswith('.'):
         raise UsageError(f'--name must be a plain file name stem, got {args.name!r}')
-    if min(args.epsilons) <= 0:
-        raise UsageError(f'--epsilons must be positive, got {min(args.epsilons)}')
     if len(set(args.seeds)) != len(args.seeds) or len(set(args.epsilons)) != len(args.epsilons):
         raise UsageError('each seed and ε may be given only once')
-    if args.batch_size >= 1437:
-        raise UsageError(f'--batch-size must be below the 1,437 training images, got {args.batch_size}')
-    if args.lr <= 0 or args.plain_lr <= 0:
-        raise UsageError(f'need --lr > 0 and --plain-lr > 0, got {args.lr} and {args.plain_lr}')
     if not args.out_dir.is_dir():
         raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
     for suffix in ('_runs.csv', '.json', '.md', '.png'):
