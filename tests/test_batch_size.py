@@ -111,6 +111,7 @@ def test_batchnorm_is_evaluated_with_running_statistics():
     (['--name', 'a/b'], 'must be a plain file name stem'),
     (['--seeds', '0', '0'], 'only once'),
     (['--batch-sizes', 'eight'], "expected a whole number of 1 or more, got 'eight'"),
+    (['--epochs', '2', '--warmup-epochs', '2'], '--warmup-epochs must be fewer than --epochs (2), got 2'),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     argv = [a.format(missing=tmp_path / 'missing') for a in argv]
@@ -134,8 +135,9 @@ def test_model_card_shows_the_table_when_it_exists(tmp_path):
 
 def test_pixels_reaching_the_logits_at_init():
     # the paper-exact NF net starts with every residual branch off (SkipInit gain 0) and three strided 1x1 shortcuts,
-    # each keeping one position in four: its logits see a 6x6 corner of a 32 px image; the normalised nets see it all
-    assert batch_size.pixels_reaching_logits('nf', 32) == 36
+    # each keeping one position in four, after a 7x7/2 stem and a 3x3/2 max pool that SAME-pad 2/3 and 0/1 pixels at
+    # this even size: its logits see a 9x9 corner of a 32 px image (pixels 0-8); the normalised nets see it all
+    assert batch_size.pixels_reaching_logits('nf', 32) == 81
     # timm's NF flavour has avg-pool shortcuts: every position reaches the next stage
     assert {batch_size.pixels_reaching_logits(kind, 32) for kind in ('nf_timm', 'bn', 'gn_ws')} == {1024}
 

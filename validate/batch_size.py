@@ -58,10 +58,14 @@ NETS = {
     'bn': 'BatchNorm ResNet (pre-activation)',
     'gn_ws': 'GroupNorm + weight standardisation (BiT layers)',
 }
-BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128)
+BATCH_SIZES = (2, 8, 32, 64, 128)
 BASE_BATCH = 64
 GN_GROUPS = 8
-RUN_FIELDS = ('net', 'batch', 'seed', 'lr', 'epochs', 'top1', 'final_train_loss', 'finite', 'seconds', 'cpu_seconds')
+# lr_factor: 1 for the linear rule; 1/2, 1/4, ... for the runs that look for the rate a net needs above batch 64
+RUN_FIELDS = ('net', 'batch', 'seed', 'lr', 'lr_factor', 'epochs', 'warmup_epochs', 'top1', 'final_train_loss',
+              'finite', 'seconds', 'cpu_seconds')
+RATE_HALVINGS = 3  # how far below the linear rule to look for a rate that trains
+SHORTFALL = 5.0  # top-1 points below the same net at batch 64 that count as not training at the scaled rate
 
 
 def learning_rate(batch: int, base_lr: float) -> float:
@@ -86,16 +90,19 @@ def build_net(kind: str, seed: int) -> nn.Module:
 
 
 def train_one(root: Path, kind: str, batch: int, seed: int, epochs: int, base_lr: float, weight_decay: float,
-              img_size: int) -> Dict:
-    """One run of digits' recipe; the seed fixes the initial weights, the data order and the crops."""
+              img_size: int, warmup_epochs: int = 1, lr_factor: float = 1.0) -> Dict:
+    """One run of digits' recipe; the seed fixes the initial weights, the data order and the crops.
+
+    The row also holds the loss of every epoch (`train_loss`, not written to the runs file)."""
     train_loader, val_loader = digits.make_loaders(root, img_size, batch, seed)
     model = build_net(kind, seed)
-    lr = learning_rate(batch, base_lr)
+    lr = learning_rate(batch, base_lr) * lr_factor
     cpu = time.process_time()  # on a shared machine wall time says little: CPU time is what the run costs
-    res = digits.train_recipe(model, train_loader, val_loader, epochs, lr, weight_decay)
-    return dict(net=kind, batch=batch, seed=seed, lr=lr, epochs=epochs, top1=res['final_top1'],
-                final_train_loss=res['train_loss'][-1], finite=all(math.isfinite(v) for v in res['train_loss']),
-                seconds=res['seconds'], cpu_seconds=round(time.process_time() - cpu, 1))
+    res = digits.train_recipe(model, train_loader, val_loader, epochs, lr, weight_decay, warmup_epochs=warmup_epochs)
+    return dict(net=kind, batch=batch, seed=seed, lr=lr, lr_factor=lr_factor, epochs=epochs,
+                warmup_epochs=warmup_epochs, top1=res['final_top1'], final_train_loss=res['train_loss'][-1],
+                finite=all(math.isfinite(v) for v in res['train_loss']), seconds=res['seconds'],
+                cpu_seconds=round(time.process_time() - cpu, 1), train_loss=res['train_loss'])
 
 
 def pixels_reaching_logits(kind: str, img_size: int, seed: int = 0) -> int:
@@ -109,7 +116,9 @@ def pixels_reaching_logits(kind: str, img_size: int, seed: int = 0) -> int:
 
 
 def summarize(runs: Sequence[Dict], column: str = 'top1') -> Dict[str, Dict[int, Dict]]:
-    """net → batch → {mean, std (sample, over seeds), min, max, n} of a column (top-1 by default)."""
+    """net → batch → {mean, std (sample, over seeds), min, max, n} of a column (top-1 by default), at the linearly
+    scaled rate (runs at lower rates are rates_needed's)."""
+    runs = [r for r in runs if r.get('lr_factor', 1.0) == 1.0]
     table: Dict[str, Dict[int, Dict]] = {}
     for kind in NETS:
         for batch in sorted({r['batch'] for r in runs if r['net'] == kind}):
@@ -163,67 +172,149 @@ def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str) -> None:
         plt.close(fig)
 
 
+def budget_probe(out_dir: Path, name: str, budgets: Sequence[int], seeds: Sequence[int], base_lr: float,
+                 warmup_epochs: int, weight_decay: float, img_size: int, log=print) -> Dict:
+    """The paper-exact NF-ResNet at the reference batch (64) for each budget in epochs: its training loss per epoch.
+
+    The budget for the whole study is the shortest one after which this loss no longer falls (<name>_budget.json)."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix='timm_nf_batch_size_') as tmp:
+        root = digits.write_image_folder(Path(tmp), img_size)
+        for epochs in budgets:
+            for seed in seeds:
+                row = train_one(root, 'nf', BASE_BATCH, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs)
+                runs.append(row)
+                log(f"{epochs:>3} epochs  seed {seed}  top-1 {row['top1']:6.2f}  loss {row['final_train_loss']:.3f}"
+                    f"  ({row['cpu_seconds']} s CPU)  losses {row['train_loss']}")
+    final = {e: statistics.fmean(r['final_train_loss'] for r in runs if r['epochs'] == e) for e in budgets}
+    result = dict(net=NETS['nf'], batch=BASE_BATCH, base_lr=base_lr, warmup_epochs=warmup_epochs,
+                  weight_decay=weight_decay, img_size=img_size, seeds=list(seeds),
+                  mean_final_train_loss={str(e): round(v, 4) for e, v in final.items()},
+                  mean_top1={str(e): round(statistics.fmean(r['top1'] for r in runs if r['epochs'] == e), 2)
+                             for e in budgets},
+                  runs=[{k: r[k] for k in ('epochs', 'seed', 'top1', 'final_train_loss', 'train_loss', 'cpu_seconds')}
+                        for r in runs],
+                  threads=torch.get_num_threads(), processor=cpu_name())
+    write_text_atomic(out_dir / f'{name}_budget.json', json.dumps(result, indent=1) + '\n')
+    log(f'mean final training loss by budget: {result["mean_final_train_loss"]}; top-1 {result["mean_top1"]}')
+    return result
+
+
 def _runs_csv(runs: Sequence[Dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator='\n')
+    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator='\n', extrasaction='ignore')
     writer.writeheader()
     writer.writerows(runs)
     return buffer.getvalue()
 
 
-def _read_runs(path: Path, epochs: int, base_lr: float) -> List[Dict]:
-    """The runs of an earlier, interrupted invocation with the same epochs and learning-rate rule."""
+def _read_runs(path: Path, epochs: int, base_lr: float, warmup_epochs: int) -> List[Dict]:
+    """The runs of an earlier, interrupted invocation with the same budget and learning-rate rule."""
     if not path.is_file():
         return []
     runs = []
     for row in csv.DictReader(path.open()):
+        if 'lr_factor' not in row:  # written before the budget had a warm-up field: another budget
+            continue
         run = dict(net=row['net'], batch=int(row['batch']), seed=int(row['seed']), lr=float(row['lr']),
-                   epochs=int(row['epochs']), top1=float(row['top1']), final_train_loss=float(row['final_train_loss']),
-                   finite=row['finite'] == 'True', seconds=float(row['seconds']),
-                   cpu_seconds=float(row['cpu_seconds']))
-        if run['epochs'] == epochs and math.isclose(run['lr'], learning_rate(run['batch'], base_lr)):
+                   lr_factor=float(row['lr_factor']), epochs=int(row['epochs']),
+                   warmup_epochs=int(row['warmup_epochs']), top1=float(row['top1']),
+                   final_train_loss=float(row['final_train_loss']), finite=row['finite'] == 'True',
+                   seconds=float(row['seconds']), cpu_seconds=float(row['cpu_seconds']))
+        if run['epochs'] == epochs and run['warmup_epochs'] == warmup_epochs and math.isclose(
+                run['lr'], learning_rate(run['batch'], base_lr) * run['lr_factor']):
             runs.append(run)
     return runs
 
 
+def _train_and_record(todo, runs: List[Dict], runs_path: Path, root: Path, epochs: int, base_lr: float,
+                      weight_decay: float, img_size: int, warmup_epochs: int, log) -> None:
+    for kind, batch, seed, lr_factor in todo:
+        row = train_one(root, kind, batch, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs, lr_factor)
+        runs.append(row)
+        write_text_atomic(runs_path, _runs_csv(runs))
+        log(f"batch {batch:>3}  {kind:<5} seed {seed}  lr {row['lr']:.4g}  top-1 {row['top1']:6.2f}  "
+            f"loss {row['final_train_loss']:.3f}  ({row['seconds']} s, {row['cpu_seconds']} s CPU)")
+
+
+def _trains(runs: Sequence[Dict], kind: str, batch: int, lr_factor: float) -> bool:
+    """Every seed finite, and top-1 within SHORTFALL points of the same net at the reference batch and rate."""
+    at = [r for r in runs if r['net'] == kind and r['batch'] == batch and r['lr_factor'] == lr_factor]
+    reference = [r['top1'] for r in runs if r['net'] == kind and r['batch'] == BASE_BATCH and r['lr_factor'] == 1.0]
+    if not at or not all(r['finite'] for r in at):
+        return False
+    return not reference or statistics.fmean(r['top1'] for r in at) >= statistics.fmean(reference) - SHORTFALL
+
+
 def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int], seeds: Sequence[int], epochs: int,
-        base_lr: float, weight_decay: float, img_size: int, resume: bool = False, log=print) -> Dict:
-    """Train every (net, batch, seed), writing the runs as they finish; then the table, JSON, markdown and figure."""
+        base_lr: float, weight_decay: float, img_size: int, resume: bool = False, warmup_epochs: int = 1,
+        log=print) -> Dict:
+    """Train every (net, batch, seed), writing the runs as they finish; then the table, JSON, markdown and figure.
+
+    Above the reference batch, a net that does not train at the linearly scaled rate (_trains) is trained again at
+    half that rate, then a quarter, ... (RATE_HALVINGS at most) until it does: the rate it needs there."""
     runs_path = out_dir / f'{name}_runs.csv'
-    runs = _read_runs(runs_path, epochs, base_lr) if resume else []
-    done = {(r['net'], r['batch'], r['seed']) for r in runs}
+    runs = _read_runs(runs_path, epochs, base_lr, warmup_epochs) if resume else []
+    done = {(r['net'], r['batch'], r['seed'], r['lr_factor']) for r in runs}
     runs = [r for r in runs if r['net'] in nets and r['batch'] in batch_sizes and r['seed'] in seeds]
     started = time.perf_counter()
-    todo = [(kind, batch, seed) for seed in seeds for batch in batch_sizes for kind in nets
-            if (kind, batch, seed) not in done]
+    todo = [(kind, batch, seed, 1.0) for seed in seeds for batch in batch_sizes for kind in nets
+            if (kind, batch, seed, 1.0) not in done]
+    train = partial(_train_and_record, runs=runs, runs_path=runs_path, epochs=epochs, base_lr=base_lr,
+                    weight_decay=weight_decay, img_size=img_size, warmup_epochs=warmup_epochs, log=log)
     with tempfile.TemporaryDirectory(prefix='timm_nf_batch_size_') as tmp:
-        root = digits.write_image_folder(Path(tmp), img_size) if todo else None
-        for kind, batch, seed in todo:
-            row = train_one(root, kind, batch, seed, epochs, base_lr, weight_decay, img_size)
-            runs.append(row)
-            write_text_atomic(runs_path, _runs_csv(runs))
-            log(f"batch {batch:>3}  {kind:<5} seed {seed}  lr {row['lr']:.4g}  top-1 {row['top1']:6.2f}  "
-                f"loss {row['final_train_loss']:.3f}  ({row['seconds']} s, {row['cpu_seconds']} s CPU)")
+        root = digits.write_image_folder(Path(tmp), img_size)
+        train(todo, root=root)
+        for kind in nets:
+            for batch in (b for b in batch_sizes if b > BASE_BATCH):
+                lr_factor = 1.0
+                while not _trains(runs, kind, batch, lr_factor) and lr_factor > 0.5 ** RATE_HALVINGS:
+                    lr_factor /= 2
+                    train([(kind, batch, seed, lr_factor) for seed in seeds
+                           if (kind, batch, seed, lr_factor) not in done], root=root)
     table = summarize(runs)
     reach = {kind: pixels_reaching_logits(kind, img_size) for kind in nets}
-    setup = dict(pixels_reaching_logits_at_init=reach, epochs=epochs, base_lr=base_lr, base_batch=BASE_BATCH, lr_rule=f'lr = {base_lr} * batch / {BASE_BATCH}',
+    setup = dict(pixels_reaching_logits_at_init=reach, epochs=epochs, warmup_epochs=warmup_epochs, base_lr=base_lr,
+                 base_batch=BASE_BATCH, lr_rule=f'lr = {base_lr} * batch / {BASE_BATCH}',
                  weight_decay=weight_decay, img_size=img_size, seeds=list(seeds), batch_sizes=list(batch_sizes),
                  nets={k: NETS[k] for k in nets}, depths=digits.DEPTHS, widths=digits.WIDTHS,
                  stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS, torch=torch.__version__, timm=timm.__version__,
                  threads=torch.get_num_threads(), machine=platform.machine(), processor=cpu_name())
     seconds = round(sum(r['cpu_seconds'] for r in runs), 1)
     losses = summarize(runs, 'final_train_loss')
+    rates = rates_needed(runs, nets, batch_sizes)
+    budget_path = out_dir / f'{name}_budget.json'
+    budget = json.loads(budget_path.read_text()) if budget_path.is_file() else None
     result = dict(setup=setup, table={k: {str(b): v for b, v in per.items()} for k, per in table.items()},
                   final_train_loss={k: {str(b): v for b, v in per.items()} for k, per in losses.items()},
-                  cpu_seconds=seconds, wall_seconds_this_invocation=round(time.perf_counter() - started, 1))
+                  rates_needed=rates, cpu_seconds=seconds,
+                  wall_seconds_this_invocation=round(time.perf_counter() - started, 1))
     write_text_atomic(out_dir / f'{name}.json', json.dumps(result, indent=1) + '\n')
     title = (f'digits, {epochs} epochs at every batch size, lr = {base_lr:g}·B/{BASE_BATCH}; mean over '
              f'{len(seeds)} seeds, min-max shaded')
-    write_text_atomic(out_dir / f'{name}.md', _markdown(table, losses, setup, seconds, name))
+    write_text_atomic(out_dir / f'{name}.md', _markdown(table, losses, rates, budget, setup, seconds, name))
     plot(table, str(out_dir / f'{name}.png'), title)
     log(markdown_table(table))
     log(f'wrote {out_dir}/{name}.json, .md, .png and {name}_runs.csv ({seconds} CPU seconds of training)')
     return result
+
+
+def rates_needed(runs: Sequence[Dict], nets: Sequence[str], batch_sizes: Sequence[int]) -> List[Dict]:
+    """Each (net, batch) trained below the linear rule: every rate tried there, with its top-1 and divergences."""
+    out = []
+    for kind in nets:
+        for batch in batch_sizes:
+            factors = sorted({r['lr_factor'] for r in runs if r['net'] == kind and r['batch'] == batch}, reverse=True)
+            if factors[1:]:
+                tried = []
+                for factor in factors:
+                    at = [r for r in runs if r['net'] == kind and r['batch'] == batch and r['lr_factor'] == factor]
+                    tried.append(dict(lr=at[0]['lr'], lr_factor=factor, trains=_trains(runs, kind, batch, factor),
+                                      top1=round(statistics.fmean(r['top1'] for r in at), 2),
+                                      std=round(statistics.stdev(r['top1'] for r in at), 2) if len(at) > 1 else 0.0,
+                                      diverged=sum(not r['finite'] for r in at), n=len(at)))
+                out.append(dict(net=kind, batch=batch, tried=tried))
+    return out
 
 
 def _failures(table: Dict[str, Dict[int, Dict]], below: float = 50.0) -> str:
@@ -237,7 +328,35 @@ def _failures(table: Dict[str, Dict[int, Dict]], below: float = 50.0) -> str:
     return f'Below {below:g} % top-1: ' + ('; '.join(parts) if parts else 'none') + '.'
 
 
-def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str) -> str:
+def _budget_text(budget: Optional[Dict], epochs: int) -> str:
+    """Why the study trains for `epochs`: the paper-exact NF-ResNet's final training loss at batch 64 by budget."""
+    if not budget:
+        return ''
+    by_budget = ', '.join(f'{e} epochs {loss:.3f}' for e, loss in budget['mean_final_train_loss'].items())
+    return (f'The budget: {epochs} epochs, chosen so that the paper-exact NF-ResNet\'s training loss at the reference '
+            f'batch {budget["batch"]} (lr {budget["base_lr"]:g}, {budget["warmup_epochs"]} warm-up epochs) has stopped '
+            f'falling. Its last-epoch training loss by budget (`--probe-epochs`, seeds '
+            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; top-1 '
+            + ', '.join(f'{e} epochs {t:.1f} %' for e, t in budget['mean_top1'].items()) + '.')
+
+
+def _rates_text(rates: Sequence[Dict]) -> List[str]:
+    """One line per (net, batch) that did not train at the linearly scaled rate: every rate tried and its result."""
+    lines = []
+    for entry in rates:
+        tried = '; '.join(
+            f'lr {t["lr"]:g}{" (linear rule)" if t["lr_factor"] == 1.0 else ""}: {t["top1"]:.1f} ± {t["std"]:.1f} %'
+            + (f', {t["diverged"]} of {t["n"]} diverged' if t['diverged'] else '')
+            + (' (trains)' if t['trains'] else '') for t in entry['tried'])
+        lines.append(f'- {NETS[entry["net"]]} at batch {entry["batch"]}: {tried}.')
+    return lines
+
+
+def _markdown(table: Dict, losses: Dict, rates: Sequence[Dict], budget: Optional[Dict], setup: Dict, seconds: float,
+              name: str) -> str:
+    warmup = setup['warmup_epochs']
+    budget_line = _budget_text(budget, setup['epochs'])
+    rate_lines = _rates_text(rates)
     return '\n'.join([
         '<!-- generated by `python -m validate batch-size`; numbers from validate/results/'
         f'{name}.json and {name}_runs.csv -->',
@@ -245,8 +364,9 @@ def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str)
         '',
         f'Validation top-1 (%) on scikit-learn\'s digits (1,437 train / 360 validation images at '
         f'{setup["img_size"]} px), mean ± standard deviation over seeds {", ".join(map(str, setup["seeds"]))}; '
-        f'{setup["epochs"]} epochs at every batch size, {setup["lr_rule"]}, SGD Nesterov with 1 warm-up epoch and '
-        f'cosine decay; BatchNorm evaluated with its running statistics. Bottleneck ResNets of one shape (depths '
+        f'{setup["epochs"]} epochs at every batch size, {setup["lr_rule"]}, SGD Nesterov with {warmup} warm-up '
+        f'epoch{"s" if warmup != 1 else ""} and cosine decay; BatchNorm evaluated with its running statistics. '
+        f'Bottleneck ResNets of one shape (depths '
         f'{"-".join(map(str, setup["depths"]))}, widths {"-".join(map(str, setup["widths"]))}); GroupNorm with '
         f'{setup["gn_groups"]} groups. {seconds / 60:.0f} CPU minutes of training, '
         f'{"one thread" if setup["threads"] == 1 else str(setup["threads"]) + " threads"} ({setup["machine"]}). '
@@ -254,10 +374,14 @@ def _markdown(table: Dict, losses: Dict, setup: Dict, seconds: float, name: str)
         f'logits at initialisation (non-zero gradient), of {setup["img_size"] ** 2}: '
         + ', '.join(f'{NETS[k]} {n}' for k, n in setup['pixels_reaching_logits_at_init'].items()) + '.',
         '',
+        *([budget_line, ''] if budget_line else []),
         markdown_table(table),
         '',
         _failures(table),
         '',
+        *(['Above the reference batch, where the linear rule raises the rate, a net that does not train at it (a '
+           f'diverged seed, or top-1 more than {SHORTFALL:g} points below its own at batch {BASE_BATCH}) is trained '
+           'again at half the rate, then a quarter, until it does:', '', *rate_lines, ''] if rate_lines else []),
         f'Training loss of the last epoch (label-smoothed cross-entropy, mean over seeds; chance is '
         f'{digits.CHANCE_LOSS:.2f}): whether a '
         'net failed to train or only to evaluate.',
@@ -280,7 +404,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--base-lr', type=finite_float, default=0.05, help='learning rate at batch 64 (default 0.05)')
     p.add_argument('--weight-decay', type=finite_float, default=5e-5)
     p.add_argument('--img-size', type=positive_int, default=32)
+    p.add_argument('--warmup-epochs', type=non_negative_int, default=1)
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
+    p.add_argument('--probe-epochs', nargs='+', type=positive_int, metavar='EPOCHS',
+                   help='instead of the study: train the paper-exact NF-ResNet at batch 64 for each of these budgets '
+                        'and write <name>_budget.json (the study quotes it to say why its budget is what it is)')
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -298,14 +426,20 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f'need --base-lr > 0 and --weight-decay >= 0, got {args.base_lr} and {args.weight_decay}')
     if not args.out_dir.is_dir():
         raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
-    for suffix in ('_runs.csv', '.json', '.md', '.png'):
+    if args.warmup_epochs >= args.epochs and not args.probe_epochs:
+        raise UsageError(f'--warmup-epochs must be fewer than --epochs ({args.epochs}), got {args.warmup_epochs}')
+    for suffix in ('_runs.csv', '.json', '.md', '.png', '_budget.json'):
         check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
 
 
 def _run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.probe_epochs:
+        budget_probe(args.out_dir, args.name, sorted(set(args.probe_epochs)), args.seeds, args.base_lr,
+                     args.warmup_epochs, args.weight_decay, args.img_size)
+        return 0
     run(args.out_dir, args.name, args.nets, sorted(args.batch_sizes), args.seeds, args.epochs, args.base_lr,
-        args.weight_decay, args.img_size, resume=args.resume)
+        args.weight_decay, args.img_size, resume=args.resume, warmup_epochs=args.warmup_epochs)
     return 0
 
 
