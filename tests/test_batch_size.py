@@ -157,3 +157,36 @@ def test_failures_are_named():
     assert batch_size._failures(table) == ('Below 50 % top-1: NF-ResNet (paper-exact) at every batch size; '
                                            'BatchNorm ResNet (pre-activation) at batch 2.')
     assert batch_size._failures({'gn_ws': {2: cell(97.0)}}) == 'Below 50 % top-1: none.'
+
+
+def test_a_net_that_fails_above_batch_64_gets_the_rate_it_needs(tmp_path, monkeypatch):
+    """At batch 128 the linear rule doubles the rate: a net that diverges there (or falls more than SHORTFALL points
+    below its batch-64 top-1) is trained again at half, a quarter, ... of it, and the table says which rate it took."""
+    def fake_train(root, kind, batch, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs=1, lr_factor=1.0):
+        diverges = kind == 'nf_timm' and batch == 128 and lr_factor > 0.25
+        top1 = 9.7 if diverges else 97.0 + seed
+        return dict(net=kind, batch=batch, seed=seed, lr=batch_size.learning_rate(batch, base_lr) * lr_factor,
+                    lr_factor=lr_factor, epochs=epochs, warmup_epochs=warmup_epochs, top1=top1,
+                    final_train_loss=float('nan') if diverges else 0.6, finite=not diverges, seconds=1.0,
+                    cpu_seconds=1.0, train_loss=[0.6])
+
+    monkeypatch.setattr(batch_size, 'train_one', fake_train)
+    monkeypatch.setattr(digits, 'write_image_folder', lambda root, img_size, seed=0: root)
+    monkeypatch.setattr(batch_size, 'pixels_reaching_logits', lambda kind, img_size: 256)
+    result = batch_size.run(tmp_path, 'bs', nets=['nf', 'nf_timm'], batch_sizes=[64, 128], seeds=[0, 1], epochs=3,
+                            base_lr=0.05, weight_decay=5e-5, img_size=16, warmup_epochs=2, log=lambda line: None)
+    runs = list(csv.DictReader((tmp_path / 'bs_runs.csv').open()))
+    factors = {(r['net'], int(r['batch'])): sorted({float(x['lr_factor']) for x in runs
+                                                     if (x['net'], x['batch']) == (r['net'], r['batch'])})
+               for r in runs}
+    assert factors == {('nf', 64): [1.0], ('nf', 128): [1.0], ('nf_timm', 64): [1.0],
+                       ('nf_timm', 128): [0.25, 0.5, 1.0]}
+    assert result['table']['nf_timm']['128']['mean'] == 9.7  # the table keeps the linear rule's result
+    (entry,) = result['rates_needed']
+    assert (entry['net'], entry['batch']) == ('nf_timm', 128)
+    assert [(t['lr'], t['trains'], t['diverged']) for t in entry['tried']] == [
+        (0.1, False, 2), (0.05, False, 2), (0.025, True, 0)]
+    md = (tmp_path / 'bs.md').read_text()
+    assert ("NF-ResNet (timm's NormFreeNet) at batch 128: lr 0.1 (linear rule): 9.7 ± 0.0 %, 2 of 2 diverged; "
+            'lr 0.05: 9.7 ± 0.0 %, 2 of 2 diverged; lr 0.025: 97.5 ± 0.7 % (trains).') in md
+    assert 'SGD Nesterov with 2 warm-up epochs' in md
