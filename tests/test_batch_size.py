@@ -190,3 +190,14 @@ def test_a_net_that_fails_above_batch_64_gets_the_rate_it_needs(tmp_path, monkey
     assert ("NF-ResNet (timm's NormFreeNet) at batch 128: lr 0.1 (linear rule): 9.7 ± 0.0 %, 2 of 2 diverged; "
             'lr 0.05: 9.7 ± 0.0 %, 2 of 2 diverged; lr 0.025: 97.5 ± 0.7 % (trains).') in md
     assert 'SGD Nesterov with 2 warm-up epochs' in md
+
+
+def test_the_budget_is_the_shortest_whose_loss_stopped_falling():
+    runs = [dict(epochs=3, seed=0, train_loss=[2.0, 1.0, 0.5]),  # last third: 1.0 → 0.5
+            dict(epochs=6, seed=0, train_loss=[2.0, 1.0, 0.7, 0.6, 0.59, 0.585])]  # 0.6 → 0.585
+    budget = dict(batch=64, base_lr=0.05, warmup_epochs=1, seeds=[0], runs=runs,
+                  mean_final_train_loss={'3': 0.5, '6': 0.585}, mean_top1={'3': 90.0, '6': 95.0})
+    assert batch_size.last_third_fall(budget) == pytest.approx({3: 0.5, 6: 0.015})
+    assert batch_size.stopped_falling(budget) == 6
+    assert 'the shortest budget over whose last third it fell by less than 0.02 is 6 epochs' in \
+        batch_size._budget_text(budget, 6)

@@ -66,6 +66,7 @@ RUN_FIELDS = ('net', 'batch', 'seed', 'lr', 'lr_factor', 'epochs', 'warmup_epoch
               'finite', 'seconds', 'cpu_seconds')
 RATE_HALVINGS = 3  # how far below the linear rule to look for a rate that trains
 SHORTFALL = 5.0  # top-1 points below the same net at batch 64 that count as not training at the scaled rate
+PLATEAU = 0.02  # a training loss that falls less than this over the last third of a run has stopped falling
 
 
 def learning_rate(batch: int, base_lr: float) -> float:
@@ -328,16 +329,35 @@ def _failures(table: Dict[str, Dict[int, Dict]], below: float = 50.0) -> str:
     return f'Below {below:g} % top-1: ' + ('; '.join(parts) if parts else 'none') + '.'
 
 
+def last_third_fall(budget: Dict) -> Dict[int, float]:
+    """budget in epochs → how much the probe's training loss fell over the last third of that run (mean over seeds)."""
+    falls = {}
+    for epochs in map(int, budget['mean_final_train_loss']):
+        curves = [r['train_loss'] for r in budget['runs'] if r['epochs'] == epochs]
+        falls[epochs] = statistics.fmean(c[len(c) - 1 - len(c) // 3] - c[-1] for c in curves)
+    return falls
+
+
+def stopped_falling(budget: Dict) -> Optional[int]:
+    """The shortest probed budget over whose last third the loss fell by less than PLATEAU (None if none did)."""
+    return next((e for e, fall in sorted(last_third_fall(budget).items()) if fall < PLATEAU), None)
+
+
 def _budget_text(budget: Optional[Dict], epochs: int) -> str:
-    """Why the study trains for `epochs`: the paper-exact NF-ResNet's final training loss at batch 64 by budget."""
+    """Why the study trains for `epochs`: the paper-exact NF-ResNet's training loss at batch 64 by budget."""
     if not budget:
         return ''
-    by_budget = ', '.join(f'{e} epochs {loss:.3f}' for e, loss in budget['mean_final_train_loss'].items())
-    return (f'The budget: {epochs} epochs, chosen so that the paper-exact NF-ResNet\'s training loss at the reference '
-            f'batch {budget["batch"]} (lr {budget["base_lr"]:g}, {budget["warmup_epochs"]} warm-up epochs) has stopped '
-            f'falling. Its last-epoch training loss by budget (`--probe-epochs`, seeds '
-            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; top-1 '
-            + ', '.join(f'{e} epochs {t:.1f} %' for e, t in budget['mean_top1'].items()) + '.')
+    falls = last_third_fall(budget)
+    by_budget = '; '.join(f'{e} epochs: {loss:.3f}, fell {falls[int(e)]:.3f} over the last third, top-1 '
+                          f'{budget["mean_top1"][e]:.1f} %' for e, loss in budget['mean_final_train_loss'].items())
+    chosen = stopped_falling(budget)
+    verdict = (f'the shortest budget over whose last third it fell by less than {PLATEAU:g} is {chosen} epochs'
+               if chosen else f'in none of them did it fall by less than {PLATEAU:g} over the last third')
+    return (f'The budget: {epochs} epochs for every net and batch, chosen at the reference batch '
+            f'{budget["batch"]} (lr {budget["base_lr"]:g}, {budget["warmup_epochs"]} warm-up epochs) so that the '
+            f'paper-exact NF-ResNet\'s training loss has stopped falling. Its last-epoch training loss by budget '
+            f'(`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
+            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; {verdict}.')
 
 
 def _rates_text(rates: Sequence[Dict]) -> List[str]:
