@@ -129,6 +129,7 @@ class WSConv2d(nn.Conv2d):
         return (FusedConv2dSame if self.same_pad else FusedConv2d).like(self, weight, bias)
 
     def __setstate__(self, state):
+        state.setdefault('same_pad', False)  # pickled before padding was a choice: it padded symmetrically
         super().__setstate__(state)
         if self._ws_group is not None:  # a copy of a grouped conv joins the copy of its group
             self._ws_group[0].adopt(self._ws_group[1], self)
