@@ -144,7 +144,8 @@ def markdown_table(table: Dict[str, Dict[int, Dict]], spread: bool = True) -> st
     return '\n'.join(lines)
 
 
-def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str) -> None:
+def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str, rates: Sequence[Dict] = ()) -> None:
+    """Top-1 against batch size at the linear rule; where a net needed a lower rate, that run as an open marker."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -155,6 +156,11 @@ def plot(table: Dict[str, Dict[int, Dict]], path: str, title: str) -> None:
         ax.plot(batches, [per[b]['mean'] for b in batches], marker='o', color=f'C{i}', label=NETS[kind])
         ax.fill_between(batches, [per[b]['min'] for b in batches], [per[b]['max'] for b in batches], color=f'C{i}',
                         alpha=0.2, lw=0)
+        for entry in rates:
+            trained = [t for t in entry['tried'] if t['trains']] if entry['net'] == kind else []
+            if trained:
+                ax.plot([entry['batch']], [trained[0]['top1']], marker='o', mfc='none', ms=10, color=f'C{i}', ls='',
+                        label=f'{NETS[kind]}, lr {trained[0]["lr"]:g} at batch {entry["batch"]}')
     ax.axhline(100.0 / digits.NUM_CLASSES, color='0.5', ls=':', lw=1, label='chance')
     ax.set_xscale('log', base=2)
     ax.set_xticks(sorted({b for per in table.values() for b in per}))
@@ -294,7 +300,7 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
     title = (f'digits, {epochs} epochs at every batch size, lr = {base_lr:g}·B/{BASE_BATCH}; mean over '
              f'{len(seeds)} seeds, min-max shaded')
     write_text_atomic(out_dir / f'{name}.md', _markdown(table, losses, rates, budget, setup, seconds, name))
-    plot(table, str(out_dir / f'{name}.png'), title)
+    plot(table, str(out_dir / f'{name}.png'), title, rates)
     log(markdown_table(table))
     log(f'wrote {out_dir}/{name}.json, .md, .png and {name}_runs.csv ({seconds} CPU seconds of training)')
     return result
