@@ -245,9 +245,11 @@ def _train_and_record(todo, runs: List[Dict], runs_path: Path, root: Path, epoch
 
 
 def _trains(runs: Sequence[Dict], kind: str, batch: int, lr_factor: float) -> bool:
-    """Every seed finite, and top-1 within SHORTFALL points of the same net at the reference batch and rate."""
+    """Every seed finite, and mean top-1 within SHORTFALL points of the same net's seeds that did not diverge at the
+    reference batch and rate."""
     at = [r for r in runs if r['net'] == kind and r['batch'] == batch and r['lr_factor'] == lr_factor]
-    reference = [r['top1'] for r in runs if r['net'] == kind and r['batch'] == BASE_BATCH and r['lr_factor'] == 1.0]
+    reference = [r['top1'] for r in runs if r['net'] == kind and r['batch'] == BASE_BATCH and r['lr_factor'] == 1.0
+                 and r['finite']]
     if not at or not all(r['finite'] for r in at):
         return False
     return not reference or statistics.fmean(r['top1'] for r in at) >= statistics.fmean(reference) - SHORTFALL
@@ -258,8 +260,8 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
         log=print) -> Dict:
     """Train every (net, batch, seed), writing the runs as they finish; then the table, JSON, markdown and figure.
 
-    Above the reference batch, a net that does not train at the linearly scaled rate (_trains) is trained again at
-    half that rate, then a quarter, ... (RATE_HALVINGS at most) until it does: the rate it needs there."""
+    At and above the reference batch, a net that does not train at the linearly scaled rate (_trains) is trained
+    again at half that rate, then a quarter, ... (RATE_HALVINGS at most) until it does: the rate it needs there."""
     runs_path = out_dir / f'{name}_runs.csv'
     runs = _read_runs(runs_path, epochs, base_lr, warmup_epochs) if resume else []
     done = {(r['net'], r['batch'], r['seed'], r['lr_factor']) for r in runs}
@@ -273,7 +275,7 @@ def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int
         root = digits.write_image_folder(Path(tmp), img_size)
         train(todo, root=root)
         for kind in nets:
-            for batch in (b for b in batch_sizes if b > BASE_BATCH):
+            for batch in (b for b in batch_sizes if b >= BASE_BATCH):
                 lr_factor = 1.0
                 while not _trains(runs, kind, batch, lr_factor) and lr_factor > 0.5 ** RATE_HALVINGS:
                     lr_factor /= 2
@@ -405,9 +407,10 @@ def _markdown(table: Dict, losses: Dict, rates: Sequence[Dict], budget: Optional
         '',
         _failures(table),
         '',
-        *(['Above the reference batch, where the linear rule raises the rate, a net that does not train at it (a '
-           f'diverged seed, or top-1 more than {SHORTFALL:g} points below its own at batch {BASE_BATCH}) is trained '
-           'again at half the rate, then a quarter, until it does:', '', *rate_lines, ''] if rate_lines else []),
+        *([f'At and above the reference batch, a net that does not train at the linear rule\'s rate (a diverged '
+           f'seed, or mean top-1 more than {SHORTFALL:g} points below that of its seeds that did not diverge at batch '
+           f'{BASE_BATCH}) is trained again at half the rate, then a quarter, until it does; the table above keeps '
+           'the linear rule\'s result:', '', *rate_lines, ''] if rate_lines else []),
         f'Training loss of the last epoch (label-smoothed cross-entropy, mean over seeds; chance is '
         f'{digits.CHANCE_LOSS:.2f}): whether a '
         'net failed to train or only to evaluate.',
