@@ -1,28 +1,32 @@
 """Batch-size dependence on real data: NF-ResNet, BatchNorm ResNet and GroupNorm + weight standardisation, trained on
 scikit-learn's digits at batch sizes 2 to 128.
 
-    python -m validate batch-size [--batch-sizes 2 4 8 16 32 64 128] [--seeds 0 1 2] [--epochs 6] [--base-lr 0.05]
-                                  [--out-dir validate/results] [--name batch_size] [--resume]
+    python -m validate batch-size [--batch-sizes 2 8 32 64 128] [--seeds 0 1 2] [--epochs 30] [--warmup-epochs 2]
+                                  [--base-lr 0.05] [--out-dir validate/results] [--name batch_size] [--resume]
+    python -m validate batch-size --probe-epochs 10 20 30 40 --seeds 0    # how the budget was chosen
 
 Data, loaders and recipe are validate/digits.py's (80/20 split of the 1,797 digits at 32 px, timm's loader, SGD
-Nesterov 0.9, weight decay 5e-5 without gains/biases, 1 warm-up epoch then cosine per update, label smoothing 0.1),
-for four nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16):
+Nesterov 0.9, weight decay 5e-5 without gains/biases, warm-up then cosine per update, label smoothing 0.1), for four
+nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16):
 - nf: the paper-exact NF-ResNet (dm_nf_resnet50 shape override; its stochastic depth 0.1 as in the paper),
 - nf_timm: timm's NF-ResNet (NormFreeNet, nf_resnet50 config with the same shape): avg-pool shortcuts and
   zero-initialised last-conv gains instead of strided 1x1 shortcuts and a scalar SkipInit gain,
 - bn: the BatchNorm pre-activation ResNet (timm's resnetv2_50 with the same shape),
 - gn_ws: the same ResNetV2 with BiT's layers, as timm's resnetv2_50x1_bit builds them: StdConv2d (weight
   standardisation, eps 1e-8) and GroupNormAct, with 8 groups instead of BiT's 32 (the narrowest layer has 8 channels).
-Every batch size trains for the same number of epochs (default 6, what the CPU budget allows: the smallest batches
-cost the most), with the learning rate scaled linearly with the batch (Goyal et al. 2017):
-lr = base_lr * batch / 64, base_lr 0.05 so that batch 128 gets 0.1, the largest constant rate at which the
-paper-exact NF net still trained in digits' stability sweep (at 0.2 it diverges). Top-1 is measured after the last
-epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does. About 35 CPU minutes for
-the full grid (4 nets x 7 batch sizes x 3 seeds), seed by seed, so that an interrupted run (--resume) already has
-whole tables.
+One budget for every net and batch size: the same epochs and warm-up epochs, the learning rate scaled linearly with
+the batch from the reference batch 64 (Goyal et al. 2017), lr = base_lr * batch / 64. The budget is chosen first, at
+batch 64 and on the paper-exact NF-ResNet alone (--probe-epochs, <name>_budget.json): the shortest budget over whose
+last third its training loss falls by less than PLATEAU. At and above batch 64, a net that does not train at the
+rule's rate (a diverged seed, or top-1 more than SHORTFALL points below its batch-64 seeds that did not diverge) is
+trained again at half the rate, a quarter, ... (RATE_HALVINGS), so the results say which rate it needed. Top-1 is
+measured after the last epoch in eval mode, so BatchNorm uses its running statistics, as timm's validate.py does.
+About 95 CPU minutes for the full grid (4 nets x 5 batch sizes x 3 seeds, and the lower rates), seed by seed, so that
+an interrupted run (--resume) already has whole tables.
 Outputs in --out-dir: <name>_runs.csv (one row per run, written after each run; --resume skips the runs it already
-holds), <name>.json (setup and the table), <name>.md (the table, for README and the model card) and <name>.png
-(top-1 against batch size, log scale, one line per net, the min-max over seeds shaded).
+holds), <name>.json (setup, the table, the rates needed), <name>.md (the table, for README and the model card) and
+<name>.png (top-1 against batch size, log scale, one line per net, the min-max over seeds shaded, the lower rates
+that trained as open markers).
 Run it with OMP_NUM_THREADS=1 on a shared machine (see validate/digits.py).
 """
 import argparse
@@ -429,11 +433,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
     p.add_argument('--batch-sizes', nargs='+', type=positive_int, default=list(BATCH_SIZES))
     p.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
-    p.add_argument('--epochs', type=positive_int, default=6)
+    p.add_argument('--epochs', type=positive_int, default=30)
     p.add_argument('--base-lr', type=finite_float, default=0.05, help='learning rate at batch 64 (default 0.05)')
     p.add_argument('--weight-decay', type=finite_float, default=5e-5)
     p.add_argument('--img-size', type=positive_int, default=32)
-    p.add_argument('--warmup-epochs', type=non_negative_int, default=1)
+    p.add_argument('--warmup-epochs', type=non_negative_int, default=2)
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
     p.add_argument('--probe-epochs', nargs='+', type=positive_int, metavar='EPOCHS',
                    help='instead of the study: train the paper-exact NF-ResNet at batch 64 for each of these budgets '
