@@ -60,7 +60,7 @@ _USE = """## Intended use and limits
   its biases; they are not calibrated and not evaluated for robustness,
   fairness or out-of-distribution inputs.
 - NF nets take smaller learning rates than BatchNorm nets: on the digits task in README.md (`python -m validate
-  digits`), the largest constant learning rate that still trained was 0.1 for the paper-exact NF-ResNet against 0.8
+  digits`), the largest constant learning rate that still trained was 0.05 for the paper-exact NF-ResNet against 1.6
   for a BatchNorm ResNet of the same shape. Do not add timm's adaptive gradient clipping (`--clip-mode agc`) to the
   `dm_` nets: it bounds each update by 0.01 × max(‖w‖, 1e-3), so the zero-initialised scalar SkipInit gains move at
   most 1e-5 per step and training stalls. The recipes below use no gradient clipping.

@@ -111,6 +111,7 @@ def test_batchnorm_is_evaluated_with_running_statistics():
     (['--name', 'a/b'], 'must be a plain file name stem'),
     (['--seeds', '0', '0'], 'only once'),
     (['--batch-sizes', 'eight'], "expected a whole number in [1, 1437], got 'eight'"),
+    (['--epochs', '2', '--warmup-epochs', '2'], '--warmup-epochs must be fewer than --epochs (2), got 2'),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     argv = [a.format(missing=tmp_path / 'missing') for a in argv]
@@ -134,8 +135,9 @@ def test_model_card_shows_the_table_when_it_exists(tmp_path):
 
 def test_pixels_reaching_the_logits_at_init():
     # the paper-exact NF net starts with every residual branch off (SkipInit gain 0) and three strided 1x1 shortcuts,
-    # each keeping one position in four: its logits see a 6x6 corner of a 32 px image; the normalised nets see it all
-    assert batch_size.pixels_reaching_logits('nf', 32) == 36
+    # each keeping one position in four, after a 7x7/2 stem and a 3x3/2 max pool that SAME-pad 2/3 and 0/1 pixels at
+    # this even size: its logits see a 9x9 corner of a 32 px image (pixels 0-8); the normalised nets see it all
+    assert batch_size.pixels_reaching_logits('nf', 32) == 81
     # timm's NF flavour has avg-pool shortcuts: every position reaches the next stage
     assert {batch_size.pixels_reaching_logits(kind, 32) for kind in ('nf_timm', 'bn', 'gn_ws')} == {1024}
 
@@ -155,3 +157,50 @@ def test_failures_are_named():
     assert batch_size._failures(table) == ('Below 50 % top-1: NF-ResNet (paper-exact) at every batch size; '
                                            'BatchNorm ResNet (pre-activation) at batch 2.')
     assert batch_size._failures({'gn_ws': {2: cell(97.0)}}) == 'Below 50 % top-1: none.'
+
+
+def test_a_net_that_fails_above_batch_64_gets_the_rate_it_needs(tmp_path, monkeypatch):
+    """At batch 128 the linear rule doubles the rate: a net that diverges there (or falls more than SHORTFALL points
+    below its batch-64 top-1) is trained again at half, a quarter, ... of it, and the table says which rate it took.
+    A seed that diverges at batch 64 itself sends that batch the same way, and does not lower the bar at 128."""
+    def fake_train(root, kind, batch, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs=1, lr_factor=1.0):
+        diverges = kind == 'nf_timm' and (batch == 128 and lr_factor > 0.25 or batch == 64 and seed == 1
+                                          and lr_factor == 1.0)
+        top1 = 9.7 if diverges else 97.0 + seed
+        return dict(net=kind, batch=batch, seed=seed, lr=batch_size.learning_rate(batch, base_lr) * lr_factor,
+                    lr_factor=lr_factor, epochs=epochs, warmup_epochs=warmup_epochs, top1=top1,
+                    final_train_loss=float('nan') if diverges else 0.6, finite=not diverges, seconds=1.0,
+                    cpu_seconds=1.0, train_loss=[0.6])
+
+    monkeypatch.setattr(batch_size, 'train_one', fake_train)
+    monkeypatch.setattr(digits, 'write_image_folder', lambda root, img_size, seed=0: root)
+    monkeypatch.setattr(batch_size, 'pixels_reaching_logits', lambda kind, img_size: 256)
+    result = batch_size.run(tmp_path, 'bs', nets=['nf', 'nf_timm'], batch_sizes=[64, 128], seeds=[0, 1], epochs=3,
+                            base_lr=0.05, weight_decay=5e-5, img_size=16, warmup_epochs=2, log=lambda line: None)
+    runs = list(csv.DictReader((tmp_path / 'bs_runs.csv').open()))
+    factors = {(r['net'], int(r['batch'])): sorted({float(x['lr_factor']) for x in runs
+                                                     if (x['net'], x['batch']) == (r['net'], r['batch'])})
+               for r in runs}
+    assert factors == {('nf', 64): [1.0], ('nf', 128): [1.0], ('nf_timm', 64): [0.5, 1.0],
+                       ('nf_timm', 128): [0.25, 0.5, 1.0]}
+    assert result['table']['nf_timm']['128']['mean'] == 9.7  # the table keeps the linear rule's result
+    at_64, entry = result['rates_needed']
+    assert [(t['lr'], t['trains'], t['diverged']) for t in at_64['tried']] == [(0.05, False, 1), (0.025, True, 0)]
+    assert (entry['net'], entry['batch']) == ('nf_timm', 128)
+    assert [(t['lr'], t['trains'], t['diverged']) for t in entry['tried']] == [
+        (0.1, False, 2), (0.05, False, 2), (0.025, True, 0)]
+    md = (tmp_path / 'bs.md').read_text()
+    assert ("NF-ResNet (timm's NormFreeNet) at batch 128: lr 0.1 (linear rule): 9.7 ± 0.0 %, 2 of 2 diverged; "
+            'lr 0.05: 9.7 ± 0.0 %, 2 of 2 diverged; lr 0.025: 97.5 ± 0.7 % (trains).') in md
+    assert 'SGD Nesterov with 2 warm-up epochs' in md
+
+
+def test_the_budget_is_the_shortest_whose_loss_stopped_falling():
+    runs = [dict(epochs=3, seed=0, train_loss=[2.0, 1.0, 0.5]),  # last third: 1.0 → 0.5
+            dict(epochs=6, seed=0, train_loss=[2.0, 1.0, 0.7, 0.6, 0.59, 0.585])]  # 0.6 → 0.585
+    budget = dict(batch=64, base_lr=0.05, warmup_epochs=1, seeds=[0], runs=runs,
+                  mean_final_train_loss={'3': 0.5, '6': 0.585}, mean_top1={'3': 90.0, '6': 95.0})
+    assert batch_size.last_third_fall(budget) == pytest.approx({3: 0.5, 6: 0.015})
+    assert batch_size.stopped_falling(budget) == 6
+    assert 'the shortest budget over whose last third it fell by less than 0.02 is 6 epochs' in \
+        batch_size._budget_text(budget, 6)

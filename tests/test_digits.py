@@ -24,8 +24,8 @@ def test_nf_and_bn_nets_learn_digits(loaders):
     train_loader, val_loader = loaders
     assert len(train_loader.dataset) == 1437 and len(val_loader.dataset) == 360  # 80/20 of sklearn's 1,797
     for kind, floor in (('nf_ours', 4 * CHANCE_TOP1), ('bn_resnet', 8 * CHANCE_TOP1)):
-        res = digits.train_recipe(digits.build_net(kind), train_loader, val_loader, epochs=10, lr=0.1,
-                                  weight_decay=5e-5)
+        res = digits.train_recipe(digits.build_net(kind), train_loader, val_loader, epochs=10, lr=0.05,
+                                  weight_decay=5e-5, warmup_epochs=digits.WARMUP_EPOCHS)
         assert all(math.isfinite(v) for v in res['train_loss'])
         assert res['train_loss'][-1] < res['train_loss'][0] - 0.3, (kind, res)
         assert res['final_top1'] > floor, (kind, res)

@@ -142,8 +142,9 @@ def test_channels_last_and_autocast():
         assert rel_err(low.float(), expected) < 0.05, dtype  # reduced precision, not a fusion error
 
 
-def test_script_export_compile_onnx(tmp_path):
-    model = _model('nf_regnet_b0', depths=(1, 1, 1, 1))
+@pytest.mark.parametrize('name', ['nf_regnet_b0', 'dm_nf_resnet50'])  # symmetric, and SAME padding at an even size
+def test_script_export_compile_onnx(tmp_path, name):
+    model = _model(name, depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
     fused = fuse(model)
     x = torch.randn(2, 3, 64, 64)
     expected = _outputs(model, x)

@@ -111,6 +111,16 @@ def test_classifier_init():
         assert all(m.gain.eq(1).all() and m.bias.eq(0).all() for m in model.modules() if isinstance(m, WSConv2d))
 
 
+def test_squeeze_excite_init():
+    """dm_: Haiku's Linear default (std 1/√fan_in, cut at ±2 std: 0.88/√fan_in); nf_: timm's N(0, 1/fan_in)."""
+    for name, std, cut in (('dm_nf_regnet_b0', 0.880, True), ('nf_regnet_b0', 1.0, False)):
+        fcs = [m for b in _blocks(timm.create_model(name, depths=(1, 2, 2, 1))) for m in (b.attn.fc1, b.attn.fc2)]
+        scaled = torch.cat([(fc.weight * fc.in_channels ** 0.5).flatten() for fc in fcs])
+        assert scaled.std().item() == pytest.approx(std, rel=0.02), name
+        assert (scaled.abs().max().item() <= 2.0) == cut, name
+        assert all(fc.bias.eq(0).all() for fc in fcs)
+
+
 def test_stochastic_depth_schedule():
     model = timm.create_model('dm_nf_regnet_b0', drop_path_rate=0.2, device='meta')
     blocks = _blocks(model)

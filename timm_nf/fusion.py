@@ -14,8 +14,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import (Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer,
-                         register_notrace_module)
+from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame, get_act_fn, get_act_layer
 from timm.models import nfnet as timm_nfnet
 from torch import nn
 
@@ -23,7 +22,7 @@ from ._arguments import require_type
 from ._progress import progress_bar
 
 from .layers import WSConv2d
-from .layers.frozen import FrozenMixin, FusedConv2d, freeze_
+from .layers.frozen import FrozenMixin, FusedConv2d, FusedConv2dSame, freeze_
 
 __all__ = ['fuse', 'load_fused', 'FusedNormFreeNet', 'FusedNormFreeBlock']
 
@@ -43,12 +42,7 @@ def _fuse_scaled_std_conv(conv: nn.Conv2d, input_scale: float = 1.0, output_scal
     weight = weight * (input_scale * output_scale)
     bias = None if conv.bias is None else conv.bias * output_scale
     same_pad = isinstance(conv, ScaledStdConv2dSame) and conv.same_pad
-    return (_FusedConv2dSame if same_pad else FusedConv2d).like(conv, weight, bias)
-
-
-@register_notrace_module  # as timm registers Conv2dSame: its padding depends on the input's shape
-class _FusedConv2dSame(FusedConv2d, Conv2dSame):
-    """A fused ScaledStdConv2dSame: timm's dynamic SAME padding is kept."""
+    return (FusedConv2dSame if same_pad else FusedConv2d).like(conv, weight, bias)
 
 
 # ------------------------------------------------------------------------------------- timm's NormFreeNet

@@ -6,7 +6,7 @@
 - "NF, He init" (paper Fig. 2): the paper-exact NF-ResNet with α and β but plain He-initialised convs instead of
   Scaled WS, and no γ (He's √2 plays its part).
 """
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -33,8 +33,13 @@ def _relu_then_batch_norm(num_features: int, **kwargs) -> ReLUThenBatchNorm2d:
 class HeInitConv2d(WSConv2d):
     """A WSConv2d that uses its weight as drawn (He init) instead of standardising it; the folded scalars remain."""
 
-    def _standardize_eager(self, gain: torch.Tensor) -> torch.Tensor:
-        return self.weight * gain
+    def standardized_weight(self, out_gain: Optional[torch.Tensor] = None,
+                            with_output_scale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        row_gain, bias = self._row_gain_and_bias(out_gain, with_output_scale)
+        return self.weight * row_gain, bias
+
+    def _eager_weight(self, x: torch.Tensor, out_gain: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.standardized_weight(out_gain)  # not the shared WS pass nor the fast standardisation
 
 
 def _he_init_convs(model: nn.Module) -> nn.Module:
@@ -68,7 +73,7 @@ def nf_resnet_he_init(depths: Sequence[int] = RESNET600_DEPTHS) -> nn.Module:
             he = HeInitConv2d(
                 conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.dilation[0],
                 conv.groups, input_scale=conv.input_scale / gamma if follows_act else conv.input_scale,
-                output_scale=conv.output_scale)
+                output_scale=conv.output_scale, padding=model.cfg.padding)
             nn.init.kaiming_normal_(he.weight, mode='fan_in', nonlinearity='relu' if follows_act else 'linear')
             with torch.no_grad():
                 he.gain.copy_(conv.gain)

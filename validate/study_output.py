@@ -10,7 +10,7 @@ from . import digits
 
 def runs_csv(runs: Sequence[Dict], fields: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator='\n')
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator='\n', extrasaction='ignore')  # a run may hold more
     writer.writeheader()
     writer.writerows(runs)
     return buffer.getvalue()

@@ -8,6 +8,7 @@ import warnings
 from typing import Optional
 
 import torch
+from timm.layers import Conv2dSame, register_notrace_module
 from torch import nn
 
 _told_about_train = False
@@ -82,3 +83,8 @@ class FusedConv2d(FrozenMixin, nn.Conv2d):
             fused.weight = nn.Parameter(torch.empty_like(conv.weight).copy_(weight))
             fused.bias = None if bias is None else nn.Parameter(bias.detach().clone())
         return freeze_(fused)
+
+
+@register_notrace_module  # as timm registers Conv2dSame: its padding depends on the input's size
+class FusedConv2dSame(FusedConv2d, Conv2dSame):
+    """A fused conv that pads as TensorFlow's 'SAME' at run time (timm's Conv2dSame): a fused strided SAME WS conv."""

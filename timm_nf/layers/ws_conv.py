@@ -3,16 +3,17 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.layers import pad_same
 from torch import nn
 
-from .frozen import FusedConv2d
+from .frozen import FusedConv2d, FusedConv2dSame
+from .padding import conv_padding
 from .standardize import standardize, standardize_fast
 from .ws_expanded import conv_with_expanded_weights, is_expanded
 from .ws_group import shared_pass_devices
 
-
-def _same_size_padding(kernel_size: int, stride: int, dilation: int) -> int:
-    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+# FX tracing records the run-time SAME padding as one node: its amounts come from the input's size, not a Proxy's
+torch.fx.wrap('pad_same')
 
 
 def _per_conv_formula_only(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -36,6 +37,9 @@ class WSConv2d(nn.Conv2d):
     takes its slice: kernel launches are the cost there. On the CPU, where memory passes are the cost, each conv
     standardises its own weight with a hand-written backward (standardize.py). Compilers, TorchScript, FX and
     torch.func get the formula in plain autograd ops.
+
+    `padding='same'` pads as TensorFlow's 'SAME' (the reference code's): a strided conv with a kernel above 1x1 pads
+    its input at run time by the amount its size calls for (layers/padding.py); every other conv pads statically.
     """
 
     def __init__(
@@ -51,13 +55,15 @@ class WSConv2d(nn.Conv2d):
             gain_init: float = 1.0,
             var_floor: float = 0.0,
             var_eps: float = 0.0,
+            padding: str = 'symmetric',
             device=None,
             dtype=None,
     ):
-        padding = _same_size_padding(kernel_size, stride, dilation)
+        static_padding, same_pad = conv_padding(padding, kernel_size, stride, dilation)
         super().__init__(
-            in_chs, out_chs, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            in_chs, out_chs, kernel_size, stride=stride, padding=static_padding, dilation=dilation, groups=groups,
             bias=True, device=device, dtype=dtype)
+        self.same_pad = same_pad
         self.gain = nn.Parameter(torch.full((out_chs, 1, 1, 1), gain_init, device=device, dtype=dtype))
         self.fan_in = (in_chs // groups) * kernel_size * kernel_size
         self.input_scale = float(input_scale)
@@ -117,21 +123,26 @@ class WSConv2d(nn.Conv2d):
             return conv_with_expanded_weights(self, x, out_gain)
         else:
             weight, bias = self._eager_weight(x, out_gain)
+        if self.same_pad:
+            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     @torch.no_grad()
     def fuse(self, out_gain: Optional[torch.Tensor] = None) -> FusedConv2d:
         """A frozen plain conv holding this conv's effective weight and bias (timm's `reparameterize_model` calls it)."""
         weight, bias = self.standardized_weight(out_gain)
-        return FusedConv2d.like(self, weight, bias)
+        return (FusedConv2dSame if self.same_pad else FusedConv2d).like(self, weight, bias)
 
     def __setstate__(self, state):
+        state.setdefault('same_pad', False)  # pickled before padding was a choice: it padded symmetrically
         super().__setstate__(state)
         if self._ws_group is not None:  # a copy of a grouped conv joins the copy of its group
             self._ws_group[0].adopt(self._ws_group[1], self)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
+        if self.same_pad:
+            s += ', padding=same'
         if self.input_scale != 1.0:
             s += f', input_scale={self.input_scale:.4g}'
         if self.output_scale != 1.0:

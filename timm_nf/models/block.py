@@ -59,11 +59,12 @@ class NFBlock(nn.Module):
             drop_path_scale_by_keep: bool = False,
             var_floor: float = 0.0,
             var_eps: float = 0.0,
+            padding: str = 'symmetric',
             device=None,
             dtype=None,
     ):
         super().__init__()
-        ws = dict(var_floor=var_floor, var_eps=var_eps, device=device, dtype=dtype)
+        ws = dict(var_floor=var_floor, var_eps=var_eps, padding=padding, device=device, dtype=dtype)
         # every conv of the block consumes an activation, so each carries γ; β scales the block input
         if in_chs != out_chs or stride != 1 or dilation != first_dilation:
             self.downsample = Shortcut(

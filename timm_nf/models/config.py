@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Optional, Tuple
 
 from ..layers import activation_gamma
+from ..layers.padding import PADDINGS
 
 _CHOICES = {
     'stem': ('resnet', 'regnet'),
@@ -18,6 +19,8 @@ _CHOICES = {
     'skipinit': ('scalar', 'conv_gain'),
     'fc_init': ('normal', 'zeros'),
     'stochastic_depth': ('paper', 'timm'),
+    'padding': PADDINGS,
+    'se_init': ('normal', 'truncated_normal'),
 }
 
 
@@ -43,6 +46,8 @@ class NFConfig:
     ws_var_floor: float = 1e-4           # paper: rsqrt(max(var·fan_in, 1e-4))
     ws_var_eps: float = 0.0              # timm: rsqrt((var + 1e-5)·fan_in)
     fc_init: str = 'normal'              # classifier weight ~ N(0, 0.01), or zeros
+    se_init: str = 'truncated_normal'    # SE weights: std 1/√fan_in cut at 2 std (Haiku's Linear), or N(0, 1/fan_in)
+    padding: str = 'same'                # TensorFlow's 'SAME' as the reference code (layers/padding.py), or symmetric
     stochastic_depth: str = 'paper'      # 'paper': rate·i/N, no rescale; 'timm': linspace to rate, 1/keep rescale
     drop_rate: float = 0.0               # dropout before the classifier
     drop_path_rate: float = 0.0          # stochastic depth rate

@@ -11,6 +11,7 @@ from .._arguments import require_type
 from ..fusion import fuse
 from ..layers import WSConv2d, WSGroup, activation_gamma, create_activation
 from ..layers.frozen import FusedConv2d, keep_eval
+from ..layers.padding import max_pool
 from ..layers.ws_group import in_forward_window
 from .block import NFBlock
 from .config import NFConfig, check_arguments, check_channels, override
@@ -71,7 +72,7 @@ class NFNet(nn.Module):
         drop_path_rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate
         self.grad_checkpointing = False
         dd = dict(device=device, dtype=dtype)
-        ws = dict(var_floor=cfg.ws_var_floor, var_eps=cfg.ws_var_eps, **dd)
+        ws = dict(var_floor=cfg.ws_var_floor, var_eps=cfg.ws_var_eps, padding=cfg.padding, **dd)
         gamma = activation_gamma(cfg.act)
         # convs that follow no activation (stem, final conv) carry γ only in timm's placement
         conv_gamma = gamma if cfg.gamma_placement == 'conv' else 1.0
@@ -83,7 +84,7 @@ class NFNet(nn.Module):
         self.stem = nn.Sequential()
         self.stem.add_module('conv', WSConv2d(in_chans, stem_chs, stem_kernel, stride=2, input_scale=conv_gamma, **ws))
         if cfg.stem == 'resnet':
-            self.stem.add_module('pool', nn.MaxPool2d(3, stride=2, padding=1))
+            self.stem.add_module('pool', max_pool(cfg.padding))
         self.feature_info = [dict(num_chs=stem_chs, reduction=2, module='stem.conv')]
 
         drop_path_rates = _drop_path_rates(cfg, drop_path_rate)
@@ -168,7 +169,11 @@ class NFNet(nn.Module):
                     nn.init.normal_(module.weight, 0.0, 0.01)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Conv2d) and not isinstance(module, WSConv2d):  # SE
-                nn.init.kaiming_normal_(module.weight, mode='fan_in', nonlinearity='linear')
+                if self.cfg.se_init == 'truncated_normal':  # Haiku's Linear default: std 1/sqrt(fan_in), cut at 2 std
+                    std = module.in_channels ** -0.5
+                    nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                else:
+                    nn.init.kaiming_normal_(module.weight, mode='fan_in', nonlinearity='linear')
                 nn.init.zeros_(module.bias)
 
     @torch.jit.ignore

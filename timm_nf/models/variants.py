@@ -8,13 +8,16 @@ from typing import Any, Dict
 
 from .config import NFConfig
 
-# Paper-exact: γ in the activations, floor rounding, scalar SkipInit gain, WS floor 1e-4, stochastic depth rate·i/N.
+# Paper-exact: γ in the activations, floor rounding, scalar SkipInit gain, WS floor 1e-4, stochastic depth rate·i/N,
+# TensorFlow 'SAME' padding and Haiku's default init of the SE linears, as in the reference code.
 PAPER = dict(gamma_placement='act', channel_rounding='floor', skipinit='scalar', ws_var_floor=1e-4, ws_var_eps=0.0,
-             stochastic_depth='paper', drop_path_rate=0.1)
+             stochastic_depth='paper', drop_path_rate=0.1, padding='same', se_init='truncated_normal')
 # timm's NormFreeNet defaults: γ folded into every WS conv, widths rounded to 8, avg-pool shortcuts, zero-init last
-# conv gains instead of a scalar, WS eps 1e-5 added to the variance, N(0, 0.01) classifier, no stochastic depth.
+# conv gains instead of a scalar, WS eps 1e-5 added to the variance, N(0, 0.01) classifier, no stochastic depth,
+# symmetric padding (timm's published weights need it) and N(0, 1/fan_in) SE weights.
 TIMM = dict(gamma_placement='conv', channel_rounding='div8', skipinit='conv_gain', ws_var_floor=0.0, ws_var_eps=1e-5,
-            stochastic_depth='timm', shortcut='avgpool_conv', fc_init='normal', drop_path_rate=0.0)
+            stochastic_depth='timm', shortcut='avgpool_conv', fc_init='normal', drop_path_rate=0.0,
+            padding='symmetric', se_init='normal')
 
 RESNET = dict(stem='resnet', stem_width=64, widths=(256, 512, 1024, 2048), bottleneck_from='output',
               bottleneck_ratio=0.25, act='relu')
