@@ -123,9 +123,13 @@ class WSConv2d(nn.Conv2d):
             return conv_with_expanded_weights(self, x, out_gain)
         else:
             weight, bias = self._eager_weight(x, out_gain)
+        return F.conv2d(self.pad_input(x), weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x with the run-time SAME padding of a strided conv, if it has one; F.conv2d applies the static padding."""
         if self.same_pad:
-            x = pad_same(x, self.kernel_size, self.stride, self.dilation)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return pad_same(x, self.kernel_size, self.stride, self.dilation)
+        return x
 
     @torch.no_grad()
     def fuse(self, out_gain: Optional[torch.Tensor] = None) -> FusedConv2d:

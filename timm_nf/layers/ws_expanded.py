@@ -33,7 +33,8 @@ def conv_with_expanded_weights(conv, x: torch.Tensor, out_gain: Optional[torch.T
     with torch.no_grad(), torch.nn.utils.stateless._reparametrize_module(conv, originals):
         weight, bias = conv.standardized_weight(gain)
     # a bias leaf that requires grad, so that even the stem conv (whose input needs none) has an output to hook
-    out = F.conv2d(x, weight, bias.detach().requires_grad_(), conv.stride, conv.padding, conv.dilation, conv.groups)
+    out = F.conv2d(conv.pad_input(x), weight, bias.detach().requires_grad_(), conv.stride, conv.padding,
+                   conv.dilation, conv.groups)
     x = x.detach()
 
     def per_example(grad_out: torch.Tensor) -> None:

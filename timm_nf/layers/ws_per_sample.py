@@ -26,9 +26,10 @@ from .standardize import row_statistics
 def conv_input_patches(conv, x: torch.Tensor) -> torch.Tensor:
     """(N, groups, fan_in, L): for every example, the inputs each of the L output positions of `conv` reads.
 
-    `x` is the tensor the conv was called with; the padding is the conv's own (`conv.padding`), as WSConv2d.forward
-    applies it through F.conv2d.
+    `x` is the tensor the conv was called with; it is padded as WSConv2d.forward pads it: first the run-time 'SAME'
+    padding of a strided conv (`conv.pad_input`), then the static `conv.padding` that F.conv2d applies.
     """
+    x = conv.pad_input(x)
     n, groups = x.shape[0], conv.groups
     padding = conv.padding
     if isinstance(padding, str):  # 'valid' or 'same' (stride 1), as F.conv2d reads them
