@@ -23,6 +23,12 @@ from .results import all_results
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_CARD = ROOT / 'MODEL_CARD.md'
+# the generated texts the card includes, relative to the repo root (so --out may be none of them)
+_SPP_FINDINGS = Path('docs/figures/spp_findings.md')
+_BATCH_SIZE_TABLE = Path('validate/results/batch_size.md')
+_PRIVATE_TABLE = Path('validate/results/private.md')
+_INCLUDED = {_SPP_FINDINGS: 'the SPP findings', _BATCH_SIZE_TABLE: 'the batch-size table',
+             _PRIVATE_TABLE: 'the private-training table'}
 
 _INTRO = f"""# Model card: timm-nf normalizer-free ResNets and RegNets
 
@@ -160,8 +166,8 @@ def _relink(markdown: str, base: Path, root: Path) -> str:
 
 
 def _spp_section(root: Path) -> List[str]:
-    figures = root / 'docs' / 'figures'
-    findings = figures / 'spp_findings.md'
+    findings = root / _SPP_FINDINGS
+    figures = findings.parent
     pngs = sorted(figures.glob('spp_*.png')) if figures.is_dir() else []
     lines = ['## Signal propagation', '']
     if not findings.is_file() and not pngs:
@@ -177,7 +183,7 @@ def _spp_section(root: Path) -> List[str]:
 
 
 def _batch_size_section(root: Path) -> List[str]:
-    table = root / 'validate' / 'results' / 'batch_size.md'
+    table = root / _BATCH_SIZE_TABLE
     lines = ['## Batch size: NF, BatchNorm and GroupNorm + WS on real data', '']
     if not table.is_file():
         return lines + ['Not measured yet (`python -m validate batch-size`).', '']
@@ -205,7 +211,7 @@ def _private_section(root: Path, entries: List[dict]) -> List[str]:
         lines += ['', 'The paper-exact `dm_` family has no published weights yet.', '']
     else:
         lines += ['No weights are published yet: private training starts from random initialisation.', '']
-    table = root / 'validate' / 'results' / 'private.md'
+    table = root / _PRIVATE_TABLE
     if table.is_file():
         lines += ['Private training from scratch on a small real task (`python -m validate private`):', '',
                   _relink(table.read_text(), table.parent, root).strip(), '']
@@ -246,9 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(opts) -> int:
     out = Path(opts.out)
     if not opts.check:  # never one of the files the card is made from
-        check_output_file(opts.out, '--out', suffixes=('.md',), inputs=[
-            (str(ROOT / 'validate' / 'results' / 'batch_size.md'), 'the batch-size table the card includes'),
-            (str(ROOT / 'docs' / 'figures' / 'spp_findings.md'), 'the SPP findings the card includes')])
+        check_output_file(opts.out, '--out', suffixes=('.md',),
+                          inputs=[(str(ROOT / path), f'{what} the card includes') for path, what in _INCLUDED.items()])
     text = render()
     if opts.check:
         if out.is_file() and out.read_text() == text:

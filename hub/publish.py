@@ -205,7 +205,7 @@ def _check_options(opts, checkpoint: Path, register: bool) -> None:
 def publish(opts) -> Path:
     """Build (and upload / register) the repo folder; returns the folder path (a temporary one is removed)."""
     repo = parse_repo_id(opts.repo_id, arch=opts.model)
-    out = Path(opts.out) if opts.out else None
+    out = Path(os.path.realpath(opts.out)) if opts.out else None  # a link or `.` is replaced where it points
     register = opts.register if opts.register is not None else out is None
     _check_options(opts, checkpoint_file(opts.checkpoint), register)
     if out is None:
@@ -229,6 +229,8 @@ def publish(opts) -> Path:
             if out is not None:
                 _readable(building)
                 write_folder_marker(str(building), MARKER, PROG)
+                # again: a file put into --out while the folder was being built is not ours to delete
+                check_output_folder(str(out), '--out', replace=opts.overwrite, marker=MARKER)
                 _move_into_place(building, out)
             else:
                 commit = upload(building, repo, private=opts.private)

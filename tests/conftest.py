@@ -15,5 +15,13 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def keep_threads():
+    """Restores torch's thread count: a command's --threads sets it for the process; later tests expect the default."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: a test that takes more than ~10 s on 2 CPU cores')

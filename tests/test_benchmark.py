@@ -2,19 +2,11 @@
 import json
 
 import pytest
-import torch
 
 from validate import benchmark
 
 
-@pytest.fixture
-def _keep_threads():
-    threads = torch.get_num_threads()  # --threads sets torch's count for the process; later tests expect the default
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_cpu_smoke_run_writes_every_column(tmp_path, capsys, _keep_threads):
+def test_cpu_smoke_run_writes_every_column(tmp_path, capsys, keep_threads):
     out = tmp_path / 'bench.json'
     code = benchmark.main(['--device', 'cpu', '--models', 'nf_resnet50', '--rows', 'timm,eager,fused,floor',
                            '--depths', '1,1,1,1', '--rounds', '2', '--warmup', '0', '--train-batch', '2',

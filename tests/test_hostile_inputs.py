@@ -94,6 +94,8 @@ HOSTILE = [
      '-o/--output w.safetensors is the --checkpoint file', None),
     ('timm-nf fuse', '--checkpoint', ['nf_resnet26', '--checkpoint', 'w.safetensors', '-o', 'hardlink.safetensors'],
      'is the --checkpoint file', None),
+    ('timm-nf fuse', '--checkpoint', ['nf_resnet26', '--checkpoint', 'deep/w.safetensors', '-o',
+                                      'link/../w.safetensors'], 'is the --checkpoint file', None),  # `..` after a link
     ('timm-nf fuse', '--checkpoint', [ARCH, '--checkpoint', 'missing.pth', '-o', 'out.safetensors'], 'not found',
      None),
     ('timm-nf fuse', '--checkpoint', [ARCH, '--checkpoint', 'empty.pth', '-o', 'out.safetensors'], 'is empty', None),
@@ -161,6 +163,8 @@ HOSTILE = [
     ('python -m hub card', '--out', ['--out', 'card.txt'], 'expected a file name ending in .md', None),
     ('python -m hub card', '--out', ['--out', str(ROOT / 'validate' / 'results' / 'batch_size.md')],
      'is the batch-size table the card includes', None),
+    ('python -m hub card', '--out', ['--out', str(ROOT / 'validate' / 'results' / 'private.md')],
+     'is the private-training table the card includes', None),
 
     ('python -m validate imagenet', '--data-dir', ['--data-dir', 'missing', '--models', 'nf_*', '--timm-dir',
                                                    'timm_dir'], '--data-dir missing is not a folder', None),
@@ -316,6 +320,9 @@ def world(tmp_path_factory):
     (root / 'empty.pth').write_bytes(b'')
     save_file(timm.create_model('nf_resnet26').state_dict(), str(root / 'w.safetensors'))
     os.link(root / 'w.safetensors', root / 'hardlink.safetensors')
+    (root / 'deep' / 'dir').mkdir(parents=True)  # the OS reads link/../w.safetensors as deep/w.safetensors
+    shutil.copy(root / 'w.safetensors', root / 'deep' / 'w.safetensors')
+    (root / 'link').symlink_to(root / 'deep' / 'dir', target_is_directory=True)
     (root / 'run').mkdir()  # a train.py output folder that also holds a config.json
     shutil.copy(root / 'ckpt.pth.tar', root / 'run' / 'model_best.pth.tar')
     (root / 'run' / 'config.json').write_text('{}')

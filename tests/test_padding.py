@@ -128,6 +128,16 @@ def test_families_differ_only_in_the_config_field():
     assert not any(getattr(m, 'same_pad', False) for m in nf.modules())
     fused = timm.create_model('dm_nf_resnet50', **TINY).fuse()
     assert sorted(n for n, m in fused.named_modules() if isinstance(m, FusedConv2dSame)) == strided_same
+    nf_same = timm.create_model('nf_resnet50', padding='same', device='meta')  # the field alone decides
+    assert sorted(n for n, m in nf_same.named_modules() if getattr(m, 'same_pad', False)) == strided_same
+    assert isinstance(nf_same.stem.pool, MaxPool2dSame)
+
+
+def test_a_layer_refuses_a_padding_it_does_not_know():
+    with pytest.raises(ValueError, match=r"padding must be one of \('symmetric', 'same'\), got 'SAME'"):
+        WSConv2d(4, 4, 3, stride=2, padding='SAME')
+    with pytest.raises(ValueError, match="got 'valid'"):
+        max_pool('valid')
 
 
 def test_same_padding_costs_one_pad_kernel_per_strided_layer():

@@ -117,7 +117,7 @@ def test_squeeze_excite_init():
         fcs = [m for b in _blocks(timm.create_model(name, depths=(1, 2, 2, 1))) for m in (b.attn.fc1, b.attn.fc2)]
         scaled = torch.cat([(fc.weight * fc.in_channels ** 0.5).flatten() for fc in fcs])
         assert scaled.std().item() == pytest.approx(std, rel=0.02), name
-        assert (scaled.abs().max().item() <= 2.0) == cut, name
+        assert (scaled.abs().max().item() <= 2.0 + 1e-6) == cut, name  # float32 rounding at the cut
         assert all(fc.bias.eq(0).all() for fc in fcs)
 
 

@@ -27,6 +27,7 @@ from opacus import PrivacyEngine  # noqa: E402
 from opacus.grad_sample import GradSampleModule  # noqa: E402
 from opacus.grad_sample.gsm_exp_weights import GradSampleModuleExpandedWeights  # noqa: E402
 
+from timm_nf import privacy  # noqa: E402
 from timm_nf.layers import WSConv2d  # noqa: E402
 from timm_nf.layers.ws_group import shared_pass_on  # noqa: E402
 from timm_nf.layers.ws_per_sample import ws_conv_grad_samples  # noqa: E402
@@ -135,6 +136,21 @@ def test_per_example_gradients_of_every_parameter_are_exact(arch, path, channels
         assert isinstance(p.grad_sample, torch.Tensor), name
         assert rel_err(p.grad_sample, case.truth[name]) < EXACT, name
 
+
+
+@pytest.mark.parametrize('mode', ['hooks', 'functorch', 'ew'])
+@pytest.mark.parametrize('arch', ['dm_nf_regnet_b0', 'nf_resnet50'])
+def test_with_frozen_conv_weights_the_gains_and_biases_stay_exact(arch, mode):
+    # private fine-tuning of the gains and biases only; ExpandedWeights then expands a conv's gain but not its weight
+    case = _case(arch)
+    model, x = case.copy()
+    frozen = [m.weight.requires_grad_(False) for m in model.modules() if isinstance(m, WSConv2d)]
+    F.cross_entropy(_wrapped(model, mode)(x), case.y).backward()
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert any(name.endswith('conv1.gain') for name, _ in trained)
+    for name, p in trained:
+        assert rel_err(p.grad_sample, case.truth[name]) < EXACT, name
+    assert all(getattr(w, 'grad_sample', None) is None for w in frozen)
 
 def _private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, max_grad_norm: float):
     """Opacus's standard objects, without noise: (module, optimizer, criterion)."""
@@ -292,7 +308,8 @@ def test_functorch_mode_gets_the_samplers_and_leaves_no_trace():
     assert not any(hasattr(m, 'ft_compute_sample_grad') for m in convs)
     wrapped = GradSampleModule(model, force_functorch=True)
     hooked = [m for m in convs if type(m) is NFBlock or m.weight.requires_grad]
-    assert all(hasattr(m, 'ft_compute_sample_grad') for m in hooked)
+    # our exact answer, not Opacus's vmap re-run (which its prepare_layer set, and our descriptor kept aside)
+    assert all(m.ft_compute_sample_grad.func is privacy._functorch_answer for m in hooked)
     wrapped._close()
     assert not any(hasattr(m, 'ft_compute_sample_grad') for m in convs)
 
@@ -332,10 +349,12 @@ print("imported:", sorted(m for m in ("timm_nf", "timm_nf.privacy") if m in sys.
 """
 
 
-def _fresh_python(code: str, cwd) -> subprocess.CompletedProcess:
+def _fresh_python(code: str, cwd, autoload: bool = True) -> subprocess.CompletedProcess:
     pytest.importorskip('_timm_nf_autoload', reason='timm-nf is not installed, so its start-up hook is not either')
     env = {k: v for k, v in os.environ.items() if k != 'TIMM_NF_AUTOLOAD'}
     env['OMP_NUM_THREADS'] = '1'
+    if not autoload:
+        env['TIMM_NF_AUTOLOAD'] = '0'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -349,16 +368,18 @@ def test_opacus_standard_code_with_only_timm_and_opacus_imported(tmp_path):
         "imported: ['timm_nf', 'timm_nf.privacy']"]
 
 
-def test_samplers_are_registered_whichever_is_imported_first(tmp_path):
-    code = ('import sys\n'
-            'print("timm_nf.privacy" in sys.modules)\n'
-            'from opacus.grad_sample import GradSampleModule\n'
-            'print("timm_nf.privacy" in sys.modules)\n'
-            'import timm\n'
-            'from timm_nf.layers import WSConv2d\n'
-            'from timm_nf.models.block import NFBlock\n'
-            'print(all(t in GradSampleModule.GRAD_SAMPLERS for t in (WSConv2d, NFBlock)))\n')
-    assert _fresh_python(code, tmp_path).stdout.split() == ['False', 'False', 'True']
+@pytest.mark.parametrize('first, second, autoload', [
+    ('opacus.grad_sample', 'timm', True), ('timm', 'opacus.grad_sample', True),
+    ('timm_nf', 'opacus.grad_sample', False)])  # with the start-up hook off, `import timm_nf` arranges it
+def test_samplers_are_registered_whichever_is_imported_first(first, second, autoload, tmp_path):
+    registered = ('from opacus.grad_sample import GradSampleModule\n'
+                  'from timm_nf.layers import WSConv2d\n'
+                  'from timm_nf.models.block import NFBlock\n'
+                  'print(all(t in GradSampleModule.GRAD_SAMPLERS for t in (WSConv2d, NFBlock)))\n')
+    code = (f'import sys\nimport {first}\n'
+            'print("timm_nf.privacy" in sys.modules)\n'  # neither import alone brings in the samplers
+            f'import {second}\n' + registered)
+    assert _fresh_python(code, tmp_path, autoload).stdout.split() == ['False', 'True']
 
 
 def test_a_ws_conv_subclass_keeps_opacus_own_functorch_rerun():

@@ -27,7 +27,7 @@ def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('private')
     logged = []
     result = private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
-                         plain_lr=0.025, log=logged.append)
+                         plain_lr=0.025, warmup_epochs=1, log=logged.append)
     yield out, result, logged
     patch.undo()
     torch.set_num_threads(threads)
@@ -41,7 +41,7 @@ def test_every_run_spends_its_budget(small_run):
     for r in runs:
         private_run = math.isfinite(float(r['epsilon']))
         assert (float(r['noise_multiplier']) > 0) == private_run
-        assert float(r['lr']) == (1.0 if private_run else 0.025)
+        assert float(r['lr']) == (1.0 if private_run else 0.025) and int(r['warmup_epochs']) == 1
         if private_run:  # the accountant's ε after the run, for the noise make_private_with_epsilon chose
             assert 7.0 < float(r['spent_epsilon']) <= 8.0 * 1.01
         assert 0.0 <= float(r['top1']) <= 100.0
@@ -55,6 +55,8 @@ def test_outputs_and_the_batch_norm_line(small_run):
     text = (out / 'p.md').read_text()
     assert '| NF-ResNet (paper-exact) |' in text and '| net | ε = 8 | non-private |' in text
     assert 'BatchNorm cannot take part' in text and 'Opacus rejects it' in text
+    assert '1 warm-up epoch then cosine decay' in text and 'The budget:' not in text  # no probe made yet
+    assert 'Non-private training loss of the last epoch' in text and 'NF-ResNet (paper-exact) ' in text
     assert (out / 'p.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
@@ -64,5 +66,26 @@ def test_resume_trains_only_what_is_missing(small_run, monkeypatch):
     monkeypatch.setattr(private, 'train_one', lambda *a, **k: trained.append(a) or pytest.fail('retrained'))
     monkeypatch.setattr(private, 'load_tensors', lambda img_size: pytest.fail('loaded the data for nothing'))
     private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
-                plain_lr=0.025, resume=True, log=lambda *a: None)
+                plain_lr=0.025, warmup_epochs=1, resume=True, log=lambda *a: None)
     assert not trained
+
+
+def test_the_budget_probe_is_quoted_by_the_study_at_its_rate(small_run):
+    """--probe-epochs trains the paper-exact net without privacy for each budget; the study's table then says
+    which budget its loss stopped falling at, but only when the probe ran at the study's batch, rate and warm-up."""
+    out, _, _ = small_run
+    budget = private.budget_probe(out, 'p', budgets=[2, 3], seeds=[0], batch=32, plain_lr=0.025, warmup_epochs=1,
+                                  log=lambda *a: None)
+    saved = json.loads((out / 'p_budget.json').read_text())
+    assert saved['mean_final_train_loss'] == budget['mean_final_train_loss'] and set(saved['mean_top1']) == {'2', '3'}
+    assert [(r['epochs'], len(r['train_loss'])) for r in saved['runs']] == [(2, 2), (3, 3)]
+    assert all(r['final_train_loss'] == r['train_loss'][-1] for r in saved['runs'])
+
+    private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
+                plain_lr=0.025, warmup_epochs=1, resume=True, log=lambda *a: None)
+    text = (out / 'p.md').read_text()
+    assert 'The budget: 2 epochs for every net and ε' in text and '3 epochs: ' in text
+    setup = json.loads((out / 'p.json').read_text())['setup']
+    assert private._budget_text(saved, setup) in text
+    for other in (dict(plain_lr=0.05), dict(batch=64), dict(warmup_epochs=2)):  # a probe says nothing of other rates
+        assert private._budget_text(saved, {**setup, **other}) == ''

@@ -5,9 +5,11 @@ import torch.nn.functional as F
 from timm_nf.spp import signal_propagation
 from validate.reference_nets import HeInitConv2d, nf_resnet_he_init
 
+from helpers import perturb_
+
 
 def test_he_init_conv_uses_its_weight_as_drawn():
-    conv = HeInitConv2d(8, 4, 3, 2, input_scale=0.5, output_scale=0.2, padding='same')
+    conv = perturb_(HeInitConv2d(8, 4, 3, 2, input_scale=0.5, output_scale=0.2, padding='same'))  # gain ≠ 1, bias ≠ 0
     x = torch.randn(2, 8, 10, 10)
     with torch.no_grad():
         by_hand = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight * conv.gain * 0.1, conv.bias * 0.2, 2)

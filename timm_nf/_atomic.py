@@ -12,7 +12,7 @@ from typing import Iterator
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path in the same folder; on success it becomes `path` with the usual permissions."""
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.realpath(os.path.dirname(path) or '.')  # where the OS puts `path`, even as `link/../name`
     base, ext = os.path.splitext(os.path.basename(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.tmp-{base}-', suffix=ext)

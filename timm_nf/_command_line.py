@@ -113,7 +113,12 @@ def dispatch(prog: str, commands: CommandTable, argv: Optional[List[str]] = None
 # --- output paths, checked before any work --------------------------------------------------------------------
 
 def _real(path) -> str:
-    return os.path.realpath(os.path.abspath(path))
+    return os.path.realpath(path)  # not abspath first: it would drop `link/..` as text, before the link is followed
+
+
+def _in_real_folder(path) -> str:
+    """`path` with its folder resolved (links, `..`) as the OS resolves it, its own name kept."""
+    return os.path.join(_real(os.path.dirname(str(path)) or '.'), os.path.basename(str(path)))
 
 
 def check_not_an_input(output: str, option: str, inputs: Sequence[Tuple[Optional[str], str]]) -> None:
@@ -150,7 +155,7 @@ def check_output_file(path: str, option: str, suffixes: Sequence[str] = (),
     """The absolute path of an output file that can be written and is none of `inputs`, or UsageError saying why."""
     if not path:
         raise UsageError(f'{option} needs a file name')
-    full = os.path.abspath(path)
+    full = _in_real_folder(path)
     if os.path.isdir(full):
         raise UsageError(f'{option} {path} is a folder: expected a file name' +
                          (f' ending in {" or ".join(suffixes)}' if suffixes else ''))
@@ -168,7 +173,7 @@ def check_output_dir(path, option: str, may_create: bool = False) -> str:
     absolute path, or UsageError saying why not."""
     if not str(path):
         raise UsageError(f'{option} needs a folder name')
-    full = os.path.abspath(path)
+    full = _real(path)
     if os.path.exists(full):
         if not os.path.isdir(full):
             raise UsageError(f'{option} {path} is a file: expected a folder')
@@ -204,7 +209,7 @@ def check_output_folder(path: str, option: str, replace: bool = False, marker: O
     anything else, or any of `inputs`, is never replaced."""
     if not path:
         raise UsageError(f'{option} needs a folder name')
-    full = os.path.abspath(path)
+    full = _real(path)  # a link to a folder, or `.`, is replaced where it points
     check_not_an_input(path, option, inputs)
     if os.path.exists(full):
         if not os.path.isdir(full):
@@ -262,13 +267,10 @@ def real_number(low: float = -math.inf, high: float = math.inf, low_in: bool = T
     return parse
 
 
-positive_int = whole_number(1)
-non_negative_int = whole_number(0)
 random_seed = whole_number(0, MAX_SEED)
 image_size = whole_number(1, MAX_IMG_SIZE)
 batch_size = whole_number(1, MAX_BATCH)
 fraction = real_number(0, 1, low_in=False)  # e.g. a crop fraction
-finite_float = real_number()
 positive_float = real_number(0, low_in=False)
 non_negative_float = real_number(0)
 

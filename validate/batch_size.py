@@ -96,7 +96,7 @@ def build_net(kind: str, seed: int) -> nn.Module:
 
 
 def train_one(root: Path, kind: str, batch: int, seed: int, epochs: int, base_lr: float, weight_decay: float,
-              img_size: int, warmup_epochs: int = 1, lr_factor: float = 1.0) -> Dict:
+              img_size: int, warmup_epochs: int = digits.WARMUP_EPOCHS, lr_factor: float = 1.0) -> Dict:
     """One run of digits' recipe; the seed fixes the initial weights, the data order and the crops.
 
     The row also holds the loss of every epoch (`train_loss`, not written to the runs file)."""
@@ -209,7 +209,7 @@ def _read_runs(path: Path, epochs: int, base_lr: float, warmup_epochs: int) -> L
         return []
     runs = []
     for row in csv.DictReader(path.open()):
-        if 'lr_factor' not in row:  # written before the budget had a warm-up field: another budget
+        if 'lr_factor' not in row:  # written before the rate search (and its warm-up column): another budget
             continue
         run = dict(net=row['net'], batch=int(row['batch']), seed=int(row['seed']), lr=float(row['lr']),
                    lr_factor=float(row['lr_factor']), epochs=int(row['epochs']),
@@ -244,8 +244,8 @@ def _trains(runs: Sequence[Dict], kind: str, batch: int, lr_factor: float) -> bo
 
 
 def run(out_dir: Path, name: str, nets: Sequence[str], batch_sizes: Sequence[int], seeds: Sequence[int], epochs: int,
-        base_lr: float, weight_decay: float, img_size: int, resume: bool = False, warmup_epochs: int = 1,
-        log=print) -> Dict:
+        base_lr: float, weight_decay: float, img_size: int, resume: bool = False,
+        warmup_epochs: int = digits.WARMUP_EPOCHS, log=print) -> Dict:
     """Train every (net, batch, seed), writing the runs as they finish; then the table, JSON, markdown and figure.
 
     At and above the reference batch, a net that does not train at the linearly scaled rate (_trains) is trained
@@ -441,8 +441,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError('each seed and batch size may be given only once')
     if not args.out_dir.is_dir():
         raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
-    if args.warmup_epochs >= args.epochs and not args.probe_epochs:
-        raise UsageError(f'--warmup-epochs must be fewer than --epochs ({args.epochs}), got {args.warmup_epochs}')
+    shortest = min(args.probe_epochs or [args.epochs])
+    if args.warmup_epochs >= shortest:
+        which = 'every --probe-epochs' if args.probe_epochs else '--epochs'
+        raise UsageError(f'--warmup-epochs must be fewer than {which} ({shortest}), got {args.warmup_epochs}')
     for suffix in ('_runs.csv', '.json', '.md', '.png', '_budget.json'):
         check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
     for kind in args.nets:

@@ -17,8 +17,9 @@ mode 'agc', classifier excluded as in train.py). A run "trains" when every loss 
 10 losses is at least 0.05 below the first loss; it has also "learned" when that mean is below 0.9·ln(10). The
 grid doubles; the sweep for one net stops after two runs in a row that do not train.
 Results: <out-dir>/digits.json (part 1: accuracies and gap), digits_sweep.json and digits_sweep.csv (part 2).
-About 3 minutes on 2 cores. On a busy machine set OMP_NUM_THREADS=1: two OpenMP threads competing with other
-processes made these small steps 20x slower (the committed results were taken with one thread).
+About 11 minutes on 2 cores (4 for the recipe, 7 for the sweep). On a busy machine set OMP_NUM_THREADS=1: two
+OpenMP threads competing with other processes made these small steps 20x slower (the committed results were taken
+with one thread).
 """
 import csv
 import io
@@ -132,7 +133,7 @@ def evaluate(model: nn.Module, loader) -> float:
 
 
 def train_recipe(model: nn.Module, train_loader, val_loader, epochs: int, lr: float, weight_decay: float,
-                 warmup_epochs: int = 1, agc: Optional[float] = None) -> Dict:
+                 warmup_epochs: int = WARMUP_EPOCHS, agc: Optional[float] = None) -> Dict:
     """The shared recipe: SGD Nesterov, warm-up + cosine per update, label smoothing 0.1."""
     optimizer = create_optimizer_v2(model, opt='sgd', lr=lr, momentum=0.9, weight_decay=weight_decay)
     updates_per_epoch = len(train_loader)

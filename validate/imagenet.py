@@ -29,6 +29,7 @@ from timm.models import get_pretrained_cfg
 
 from hub.describe import sizes as data_sizes
 from hub.flops import params_and_macs
+from timm_nf._atomic import atomic_path
 from timm_nf._command_line import UsageError, batch_size, check_output_file, command_main, whole_number
 from timm_nf.models import MODEL_CONFIGS
 from timm_nf.models.published import load_published
@@ -141,12 +142,10 @@ def result_row(tag: str, size: str, result: Dict, refs: Dict[str, Dict[int, floa
 def write_csv(rows: List[Dict], out: Path) -> None:
     """Written to a temporary file first, so a failed run never leaves half a table behind."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + '.tmp')
-    with open(tmp, 'w', newline='') as f:
+    with atomic_path(str(out)) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)
 
 
 def run(args) -> List[Dict]:

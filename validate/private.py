@@ -1,7 +1,9 @@
 """Differentially private training on real data: DP-SGD with Opacus on scikit-learn's digits, NF against GroupNorm+WS.
 
-    python -m validate private [--epsilons 1 3 8] [--seeds 0 1 2] [--epochs 20] [--batch-size 256] [--lr 2.0]
-                               [--out-dir validate/results] [--name private] [--resume]
+    python -m validate private [--epsilons 1 3 8] [--seeds 0 1 2] [--epochs 30] [--warmup-epochs 2]
+                               [--batch-size 64] [--lr LR] [--plain-lr 0.025] [--out-dir validate/results]
+                               [--name private] [--resume]
+    python -m validate private --probe-epochs 10 20 30 40 [--seeds 0]    # why the budget is 30 epochs
 
 Data: validate/digits.py's 80/20 split of the 1,797 digits at 32 px, preprocessed once into tensors (no
 augmentation). Nets of one shape (bottlenecks, depths 1-1-1-1, widths 32-64-128-256, stem 16), each with its default
@@ -14,14 +16,17 @@ stochastic depth:
 BatchNorm cannot take part: it normalises each example with statistics of the whole batch, so no example has a
 gradient of its own to clip (Opacus's ModuleValidator rejects it).
 
+The budget is one for every net and ε: 30 epochs at batch 64 with 2 warm-up epochs, the shortest after which the
+paper-exact net's non-private training loss stopped falling (--probe-epochs writes the evidence, <name>_budget.json).
 Private runs: Opacus's PrivacyEngine.make_private_with_epsilon (hooks mode, Poisson sampling at rate batch/1437,
 PRV accountant) picks the noise multiplier that spends exactly (ε, δ = 1e-5) over the epochs; per-example gradients
 clipped to norm 1; SGD with momentum 0.9 at --lr, cosine decay per step. Non-private runs: the same nets, epochs,
-batch and schedule without clipping or noise, at --plain-lr (0.2: digits' rate 0.05 per 64 examples, scaled to the
-batch as in the batch-size study). Top-1 on the 360 validation images after the last epoch.
+batch and schedule without clipping or noise, at --plain-lr (timm's NF-ResNet diverges at batch 64 and lr 0.05, as in
+the batch-size study). Both rates come from a pilot on seed 0 (README, "Private training on real data").
+Top-1 on the 360 validation images after the last epoch.
 Outputs in --out-dir: <name>_runs.csv (one row per run, written after each; --resume keeps the runs it holds with the
 same settings), <name>.json, <name>.md (the table for README) and <name>.png (top-1 against ε, min-max over seeds).
-About 30 CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREADS=1 (see validate/digits.py).
+About MINUTES CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREADS=1 (see validate/digits.py).
 """
 import argparse
 import csv
@@ -51,7 +56,7 @@ from timm_nf._command_line import (UsageError, check_output_file, command_main, 
                                    real_number, whole_number)
 
 from . import digits
-from .batch_size import GN_GROUPS
+from .batch_size import GN_GROUPS, PLATEAU, last_third_fall, stopped_falling
 from .machine import cpu_name
 from .study_output import finish_and_save, runs_csv
 
@@ -65,9 +70,11 @@ EPSILONS = (1.0, 3.0, 8.0)
 EPSILON_RANGE = (0.01, 100.0)  # Opacus's noise search (sigma up to 1e6) reaches either end at any --epochs/--batch-size
 DELTA = 1e-5
 MAX_GRAD_NORM = 1.0
-WARMUP_EPOCHS = 1
-RUN_FIELDS = ('net', 'epsilon', 'seed', 'epochs', 'batch', 'lr', 'noise_multiplier', 'spent_epsilon', 'top1',
-              'final_train_loss', 'cpu_seconds')
+# the budget (README, "Private training on real data"): the pilot's choice, see budget_probe
+EPOCHS, WARMUP_EPOCHS, BATCH = 30, 2, 64
+LR, PLAIN_LR = 0.1, 0.025
+RUN_FIELDS = ('net', 'epsilon', 'seed', 'epochs', 'warmup_epochs', 'batch', 'lr', 'noise_multiplier', 'spent_epsilon',
+              'top1', 'final_train_loss', 'cpu_seconds')
 BATCH_NORM_LINE = ('BatchNorm cannot take part: it normalises each example with the statistics of the whole batch, '
                    'so no example has a gradient of its own to clip (Opacus rejects it: {error})')
 
@@ -127,15 +134,17 @@ def evaluate(model: nn.Module, data: TensorDataset) -> float:
 
 
 def train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Optional[float], seed: int,
-              epochs: int, batch: int, lr: float) -> Dict:
-    """One run; `epsilon` None: non-private. The seed fixes the initial weights, the sampling and the noise."""
+              epochs: int, batch: int, lr: float, warmup_epochs: int) -> Dict:
+    """One run; `epsilon` None: non-private. The seed fixes the initial weights, the sampling and the noise.
+
+    The row also holds the mean training loss of every epoch (`train_loss`, not written to the runs file)."""
     with warnings.catch_warnings():  # Opacus on its insecure RNG (fine here), torch on the stem's backward hook
         warnings.simplefilter('ignore', UserWarning)
-        return _train_one(train, val, kind, epsilon, seed, epochs, batch, lr)
+        return _train_one(train, val, kind, epsilon, seed, epochs, batch, lr, warmup_epochs)
 
 
 def _train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Optional[float], seed: int,
-               epochs: int, batch: int, lr: float) -> Dict:
+               epochs: int, batch: int, lr: float, warmup_epochs: int) -> Dict:
     from opacus import PrivacyEngine
 
     model = build_net(kind, seed).train()
@@ -150,12 +159,13 @@ def _train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Opt
             module=model, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon, target_delta=DELTA,
             epochs=epochs, max_grad_norm=MAX_GRAD_NORM, noise_generator=generator)
         noise = optimizer.noise_multiplier
-    scheduler, _ = create_scheduler_v2(optimizer, sched='cosine', num_epochs=epochs, warmup_epochs=WARMUP_EPOCHS,
+    scheduler, _ = create_scheduler_v2(optimizer, sched='cosine', num_epochs=epochs, warmup_epochs=warmup_epochs,
                                        warmup_lr=lr * 0.01, min_lr=0.0, step_on_epochs=False,
                                        updates_per_epoch=len(loader))
-    losses, updates = [], 0
+    epoch_losses, updates = [], 0
     for _ in range(epochs):
         model.train()
+        losses = []
         for x, y in loader:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -164,14 +174,16 @@ def _train_one(train: TensorDataset, val: TensorDataset, kind: str, epsilon: Opt
             updates += 1
             scheduler.step_update(updates)
             losses.append(loss.item())
+        epoch_losses.append(round(statistics.fmean(losses), 4))
     if epsilon is not None:
         spent = engine.get_epsilon(DELTA)
         model = model._module
     return dict(net=kind, epsilon=epsilon if epsilon is not None else math.inf, seed=seed, epochs=epochs,
-                batch=batch, lr=lr, noise_multiplier=round(noise, 4) if noise is not None else 0.0,
+                warmup_epochs=warmup_epochs, batch=batch, lr=lr,
+                noise_multiplier=round(noise, 4) if noise is not None else 0.0,
                 spent_epsilon=round(spent, 3) if spent is not None else math.inf, top1=round(evaluate(model, val), 2),
-                final_train_loss=round(statistics.fmean(losses[-5:]), 4),
-                cpu_seconds=round(time.process_time() - cpu, 1))
+                final_train_loss=epoch_losses[-1], cpu_seconds=round(time.process_time() - cpu, 1),
+                train_loss=epoch_losses)
 
 
 def _key(run: Dict) -> Tuple[str, float, int]:
@@ -182,20 +194,23 @@ def _runs_csv(runs: Sequence[Dict]) -> str:
     return runs_csv(runs, RUN_FIELDS)
 
 
-def _read_runs(path: Path, epochs: int, batch: int, lr: float, plain_lr: float) -> List[Dict]:
-    """The runs of an earlier, interrupted invocation with the same epochs, batch and learning rates."""
+def _read_runs(path: Path, epochs: int, warmup_epochs: int, batch: int, lr: float, plain_lr: float) -> List[Dict]:
+    """The runs of an earlier, interrupted invocation with the same epochs, warm-up, batch and learning rates."""
     if not path.is_file():
         return []
     runs = []
     for row in csv.DictReader(path.open()):
+        if 'warmup_epochs' not in row:  # written before the warm-up was an option: another budget
+            continue
         run = dict(row)
         for field in ('epsilon', 'lr', 'noise_multiplier', 'spent_epsilon', 'top1', 'final_train_loss',
                       'cpu_seconds'):
             run[field] = float(row[field])
-        for field in ('seed', 'epochs', 'batch'):
+        for field in ('seed', 'epochs', 'warmup_epochs', 'batch'):
             run[field] = int(row[field])
         wanted_lr = plain_lr if math.isinf(run['epsilon']) else lr
-        if run['epochs'] == epochs and run['batch'] == batch and math.isclose(run['lr'], wanted_lr):
+        if (run['epochs'], run['warmup_epochs'], run['batch']) == (epochs, warmup_epochs, batch) and math.isclose(
+                run['lr'], wanted_lr):
             runs.append(run)
     return runs
 
@@ -245,7 +260,15 @@ def plot(table: Dict[str, Dict[float, Dict]], path: str, title: str) -> None:
     finish_and_save(fig, ax, path, title, 'privacy budget ε (δ = 1e-5); dashed: non-private')
 
 
-def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str) -> str:
+def _plain_losses(runs: Sequence[Dict]) -> str:
+    """Each net's last-epoch training loss without privacy, mean over seeds: that every net trained."""
+    per_net = {k: [r['final_train_loss'] for r in runs if r['net'] == k and math.isinf(r['epsilon'])] for k in NETS}
+    return ', '.join(f'{NETS[k]} {statistics.fmean(v):.3f}' for k, v in per_net.items() if v)
+
+
+def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str, budget: Optional[Dict]) -> str:
+    warmup = setup['warmup_epochs']
+    budget_line = _budget_text(budget, setup)
     noise = {e: sorted({r['noise_multiplier'] for r in runs if r['epsilon'] == e}) for e in setup['epsilons']}
     spent = max((r['spent_epsilon'] / r['epsilon'] for r in runs if math.isfinite(r['epsilon'])), default=1.0)
     minutes = sum(r['cpu_seconds'] for r in runs) / 60
@@ -259,14 +282,19 @@ def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str) -> str:
         f'DP-SGD with Opacus {setup["opacus"]} (hooks mode, Poisson sampling of {setup["batch"]} expected examples '
         f'per step, per-example gradients clipped to norm {MAX_GRAD_NORM:g}, PRV accountant, δ = {DELTA:g}); '
         f'noise multipliers ' + ', '.join(f'{v[0]:.2f} at ε = {e:g}' for e, v in noise.items() if v) + f' '
-        f'(spent ε at most {spent:.3f}× the target). {setup["epochs"]} epochs, SGD with momentum 0.9, 1 warm-up '
-        f'epoch then cosine decay, lr {setup["lr"]:g} private and {setup["plain_lr"]:g} non-private (the same '
-        f'nets, epochs and batch without clipping or noise). Bottleneck ResNets of one shape (depths '
-        f'{"-".join(map(str, setup["depths"]))}, widths {"-".join(map(str, setup["widths"]))}), each with its '
-        f'default stochastic depth; GroupNorm with {setup["gn_groups"]} groups. {minutes:.0f} CPU minutes, '
+        f'(spent ε at most {spent:.3f}× the target). {setup["epochs"]} epochs, SGD with momentum 0.9, {warmup} '
+        f'warm-up epoch{"s" if warmup != 1 else ""} then cosine decay per step, lr {setup["lr"]:g} private and '
+        f'{setup["plain_lr"]:g} non-private (the same nets, epochs and batch without clipping or noise). '
+        f'Bottleneck ResNets of one shape (depths {"-".join(map(str, setup["depths"]))}, widths '
+        f'{"-".join(map(str, setup["widths"]))}), each with its default stochastic depth; GroupNorm with '
+        f'{setup["gn_groups"]} groups. {minutes:.0f} CPU minutes, '
         f'{"one thread" if setup["threads"] == 1 else str(setup["threads"]) + " threads"} ({setup["processor"]}).',
         '',
+        *([budget_line, ''] if budget_line else []),
         markdown_table(table),
+        '',
+        f'Non-private training loss of the last epoch (cross-entropy, mean over seeds; chance is '
+        f'{digits.CHANCE_LOSS:.2f}): {_plain_losses(runs)}.',
         '',
         setup['batch_norm'] + '.',
         '',
@@ -274,13 +302,14 @@ def _markdown(table: Dict, setup: Dict, runs: Sequence[Dict], name: str) -> str:
 
 
 def run(out_dir: Path, name: str, nets: Sequence[str], epsilons: Sequence[float], seeds: Sequence[int],
-        epochs: int, batch: int, lr: float, plain_lr: float, img_size: int = 32, resume: bool = False,
-        log=print) -> Dict:
-    """Train every (net, ε or non-private, seed), writing the runs as they finish; then table, JSON, markdown, figure."""
+        epochs: int, batch: int, lr: float, plain_lr: float, warmup_epochs: int = WARMUP_EPOCHS, img_size: int = 32,
+        resume: bool = False, log=print) -> Dict:
+    """Train every (net, ε or non-private, seed), writing the runs as they finish; then table, JSON, markdown and
+    figure (which quote <name>_budget.json, the probe's, when it was made at the same batch, rate and warm-up)."""
     import opacus
 
     runs_path = out_dir / f'{name}_runs.csv'
-    runs = _read_runs(runs_path, epochs, batch, lr, plain_lr) if resume else []
+    runs = _read_runs(runs_path, epochs, warmup_epochs, batch, lr, plain_lr) if resume else []
     grid = [math.inf] + sorted(epsilons)
     done = {_key(r) for r in runs}
     runs = [r for r in runs if r['net'] in nets and r['epsilon'] in grid and r['seed'] in seeds]
@@ -291,15 +320,16 @@ def run(out_dir: Path, name: str, nets: Sequence[str], epsilons: Sequence[float]
         for kind, eps, seed in todo:
             private = math.isfinite(eps)
             row = train_one(train, val, kind, eps if private else None, seed, epochs, batch,
-                            lr if private else plain_lr)
+                            lr if private else plain_lr, warmup_epochs)
             runs.append(row)
             write_text_atomic(runs_path, _runs_csv(runs))
             log(f"{_column(eps):<12} {kind:<8} seed {seed}  top-1 {row['top1']:6.2f}  noise "
                 f"{row['noise_multiplier']:.3f}  loss {row['final_train_loss']:.3f}  ({row['cpu_seconds']} s CPU)")
     table = summarize(runs)
-    setup = dict(epochs=epochs, batch=batch, lr=lr, plain_lr=plain_lr, img_size=img_size, seeds=list(seeds),
-                 epsilons=list(epsilons), delta=DELTA, max_grad_norm=MAX_GRAD_NORM, nets={k: NETS[k] for k in nets},
-                 depths=digits.DEPTHS, widths=digits.WIDTHS, stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS,
+    setup = dict(epochs=epochs, warmup_epochs=warmup_epochs, batch=batch, lr=lr, plain_lr=plain_lr, img_size=img_size,
+                 seeds=list(seeds), epsilons=list(epsilons), delta=DELTA, max_grad_norm=MAX_GRAD_NORM,
+                 nets={k: NETS[k] for k in nets}, depths=digits.DEPTHS, widths=digits.WIDTHS,
+                 stem_width=digits.STEM_WIDTH, gn_groups=GN_GROUPS,
                  batch_norm=batch_norm_line(), opacus=opacus.__version__, torch=torch.__version__,
                  timm=timm.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
                  processor=cpu_name())
@@ -307,12 +337,60 @@ def run(out_dir: Path, name: str, nets: Sequence[str], epsilons: Sequence[float]
                   cpu_seconds=round(sum(r['cpu_seconds'] for r in runs), 1),
                   wall_seconds_this_invocation=round(time.perf_counter() - started, 1))
     write_text_atomic(out_dir / f'{name}.json', json.dumps(result, indent=1) + '\n')
-    write_text_atomic(out_dir / f'{name}.md', _markdown(table, setup, runs, name))
+    budget_path = out_dir / f'{name}_budget.json'
+    budget = json.loads(budget_path.read_text()) if budget_path.is_file() else None
+    write_text_atomic(out_dir / f'{name}.md', _markdown(table, setup, runs, name, budget))
     plot(table, str(out_dir / f'{name}.png'), f'digits, DP-SGD for {epochs} epochs at batch {batch}; mean over '
          f'{len(seeds)} seeds, min-max shaded')
     log(markdown_table(table))
     log(f'wrote {out_dir}/{name}.json, .md, .png and {name}_runs.csv')
     return result
+
+
+def budget_probe(out_dir: Path, name: str, budgets: Sequence[int], seeds: Sequence[int], batch: int, plain_lr: float,
+                 warmup_epochs: int, img_size: int = 32, log=print) -> Dict:
+    """The paper-exact NF-ResNet without privacy, at the study's batch and non-private rate, for each budget in epochs:
+    its training loss per epoch (<name>_budget.json). The study's budget is the shortest after which it stopped
+    falling, so that no net is compared before it has trained (batch_size.stopped_falling)."""
+    train, val = load_tensors(img_size)
+    runs = []
+    for epochs in budgets:
+        for seed in seeds:
+            row = train_one(train, val, 'nf', None, seed, epochs, batch, plain_lr, warmup_epochs)
+            runs.append(row)
+            log(f"{epochs:>3} epochs  seed {seed}  top-1 {row['top1']:6.2f}  loss {row['final_train_loss']:.3f}  "
+                f"({row['cpu_seconds']} s CPU)  losses {row['train_loss']}")
+
+    def mean(column: str, epochs: int) -> float:
+        return round(statistics.fmean(r[column] for r in runs if r['epochs'] == epochs), 4)
+
+    result = dict(net=NETS['nf'], batch=batch, plain_lr=plain_lr, warmup_epochs=warmup_epochs, img_size=img_size,
+                  seeds=list(seeds), mean_final_train_loss={str(e): mean('final_train_loss', e) for e in budgets},
+                  mean_top1={str(e): mean('top1', e) for e in budgets},
+                  runs=[{k: r[k] for k in ('epochs', 'seed', 'top1', 'final_train_loss', 'train_loss', 'cpu_seconds')}
+                        for r in runs],
+                  threads=torch.get_num_threads(), processor=cpu_name())
+    write_text_atomic(out_dir / f'{name}_budget.json', json.dumps(result, indent=1) + '\n')
+    log(f'mean final training loss by budget: {result["mean_final_train_loss"]}; top-1 {result["mean_top1"]}; '
+        f'stopped falling (less than {PLATEAU:g} over the last third) at: {stopped_falling(result)} epochs')
+    return result
+
+
+def _budget_text(budget: Optional[Dict], setup: Dict) -> str:
+    """Why the study trains for its epochs: the paper-exact net's non-private training loss by budget, if probed."""
+    if not budget or (budget['batch'], budget['warmup_epochs']) != (setup['batch'], setup['warmup_epochs']) or \
+            not math.isclose(budget['plain_lr'], setup['plain_lr']):
+        return ''
+    falls = last_third_fall(budget)
+    by_budget = '; '.join(f'{e} epochs: {loss:.3f}, fell {falls[int(e)]:.3f} over the last third, top-1 '
+                          f'{budget["mean_top1"][e]:.1f} %' for e, loss in budget['mean_final_train_loss'].items())
+    chosen = stopped_falling(budget)
+    verdict = (f'the shortest budget over whose last third it fell by less than {PLATEAU:g} is {chosen} epochs'
+               if chosen else f'in none of them did it fall by less than {PLATEAU:g} over the last third')
+    return (f'The budget: {setup["epochs"]} epochs for every net and ε, chosen so that the paper-exact NF-ResNet\'s '
+            f'non-private training loss has stopped falling at this batch and rate. Its last-epoch training loss by '
+            f'budget (`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
+            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; {verdict}.')
 
 
 PROG = 'python -m validate private'
@@ -324,12 +402,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--nets', nargs='+', choices=tuple(NETS), default=list(NETS))
     p.add_argument('--epsilons', nargs='+', type=real_number(*EPSILON_RANGE), default=list(EPSILONS))
     p.add_argument('--seeds', nargs='+', type=random_seed, default=[0, 1, 2])
-    p.add_argument('--epochs', type=whole_number(1, 1000), default=20)
-    p.add_argument('--batch-size', type=whole_number(1, digits.TRAIN_IMAGES - 1), default=256,
-                   help='expected examples per step (default 256)')
-    p.add_argument('--lr', type=positive_float, default=1.0, help='learning rate of the private runs (default 1.0)')
-    p.add_argument('--plain-lr', type=positive_float, default=0.025, help='of the non-private runs (default 0.025)')
+    p.add_argument('--epochs', type=whole_number(1, 1000), default=EPOCHS)
+    p.add_argument('--warmup-epochs', type=whole_number(0, 1000), default=WARMUP_EPOCHS)
+    p.add_argument('--batch-size', type=whole_number(1, digits.TRAIN_IMAGES - 1), default=BATCH,
+                   help=f'expected examples per step (default {BATCH})')
+    p.add_argument('--lr', type=positive_float, default=LR, help=f'of the private runs (default {LR:g})')
+    p.add_argument('--plain-lr', type=positive_float, default=PLAIN_LR,
+                   help=f'of the non-private runs (default {PLAIN_LR:g})')
     p.add_argument('--resume', action='store_true', help='keep the runs already in <name>_runs.csv')
+    p.add_argument('--probe-epochs', nargs='+', type=whole_number(1, 1000), metavar='EPOCHS',
+                   help='instead of the study: train the paper-exact NF-ResNet without privacy (--batch-size, '
+                        '--plain-lr, --warmup-epochs) for each of these budgets and write <name>_budget.json (the '
+                        'study quotes it to say why its budget is what it is)')
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -340,14 +424,22 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError('each seed and ε may be given only once')
     if not args.out_dir.is_dir():
         raise UsageError(f'--out-dir {args.out_dir} is not an existing folder')
-    for suffix in ('_runs.csv', '.json', '.md', '.png'):
+    shortest = min(args.probe_epochs or [args.epochs])
+    if args.warmup_epochs >= shortest:
+        which = 'every --probe-epochs' if args.probe_epochs else '--epochs'
+        raise UsageError(f'--warmup-epochs must be fewer than {which} ({shortest}), got {args.warmup_epochs}')
+    for suffix in ('_runs.csv', '.json', '.md', '.png', '_budget.json'):
         check_output_file(str(args.out_dir / f'{args.name}{suffix}'), '--out-dir/--name')
 
 
 def _run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.probe_epochs:
+        budget_probe(args.out_dir, args.name, sorted(set(args.probe_epochs)), args.seeds, args.batch_size,
+                     args.plain_lr, args.warmup_epochs)
+        return 0
     run(args.out_dir, args.name, args.nets, args.epsilons, args.seeds, args.epochs, args.batch_size, args.lr,
-        args.plain_lr, resume=args.resume)
+        args.plain_lr, args.warmup_epochs, resume=args.resume)
     return 0
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from .frozen import FusedConv2d, FusedConv2dSame
 from .padding import conv_padding
 from .standardize import standardize, standardize_fast
-from .ws_expanded import conv_with_expanded_weights, is_expanded
+from .ws_expanded import any_expanded, conv_with_expanded_weights
 from .ws_group import shared_pass_devices
 
 # FX tracing records the run-time SAME padding as one node: its amounts come from the input's size, not a Proxy's
@@ -119,7 +119,8 @@ class WSConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor, out_gain: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_scripting():
             weight, bias = self.standardized_weight(out_gain)
-        elif is_expanded(self.weight):  # torch's per-example gradients (ExpandedWeights, Opacus's 'ew' mode)
+        elif any_expanded(self.weight, self.gain, self.bias, out_gain):
+            # torch's per-example gradients (ExpandedWeights, Opacus's 'ew' mode), which expand only what trains
             return conv_with_expanded_weights(self, x, out_gain)
         else:
             weight, bias = self._eager_weight(x, out_gain)

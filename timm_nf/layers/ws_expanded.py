@@ -21,13 +21,17 @@ def is_expanded(t: Optional[torch.Tensor]) -> bool:
     return isinstance(t, ExpandedWeight)
 
 
+def any_expanded(*tensors: Optional[torch.Tensor]) -> bool:
+    return any(isinstance(t, ExpandedWeight) for t in tensors)
+
+
 def _original(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t.orig_weight if is_expanded(t) else t
 
 
 def conv_with_expanded_weights(conv, x: torch.Tensor, out_gain: Optional[torch.Tensor]) -> torch.Tensor:
     """conv(x, out_gain=out_gain) while the conv's parameters are ExpandedWeights (called from WSConv2d.forward)."""
-    expanded = conv.weight
+    expanded = next(t for t in (conv.weight, conv.gain, conv.bias, out_gain) if is_expanded(t))
     originals = {name: _original(getattr(conv, name)) for name in ('weight', 'gain', 'bias')}
     gain = _original(out_gain)
     with torch.no_grad(), torch.nn.utils.stateless._reparametrize_module(conv, originals):
