@@ -402,3 +402,16 @@ def test_a_ws_conv_subclass_keeps_opacus_own_functorch_rerun():
         assert rel_err(m[0].weight.grad_sample, torch.stack(truth)) < EXACT, mode
         wrapped._close()
         assert not hasattr(m[0], 'ft_compute_sample_grad')
+
+
+@pytest.mark.parametrize('mode', ['hooks', 'functorch'])
+def test_a_block_subclass_without_a_sampler_raises(mode):
+    class Logged(NFBlock):  # Opacus would re-run it per example: its convs, hooked too, would count twice
+        pass
+
+    model = copy.deepcopy(_case('dm_nf_resnet50').model)
+    for stage in model.stages:
+        for block in stage:
+            block.__class__ = Logged
+    with pytest.raises(RuntimeError, match='Logged subclasses NFBlock, so it has no grad sampler of its own'):
+        _wrapped(model, mode)

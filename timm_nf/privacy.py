@@ -98,6 +98,11 @@ class _FunctorchMode:
         return functools.partial(_functorch_answer, self.samples_fn, module)
 
     def __set__(self, module, value):
+        if type(module) is not self.cls and self.cls is NFBlock:
+            raise RuntimeError(
+                f'Opacus: {type(module).__name__} subclasses NFBlock, so it has no grad sampler of its own, and '
+                f're-running it per example would count its convs twice: register one for it with '
+                f'opacus.grad_sample.register_grad_sampler, as timm_nf/privacy.py does for NFBlock')
         if type(module) is not self.cls:
             module.__dict__['ft_compute_sample_grad'] = value
         else:
