@@ -89,3 +89,15 @@ def test_the_budget_probe_is_quoted_by_the_study_at_its_rate(small_run):
     assert private._budget_text(saved, setup) in text
     for other in (dict(plain_lr=0.05), dict(batch=64), dict(warmup_epochs=2)):  # a probe says nothing of other rates
         assert private._budget_text(saved, {**setup, **other}) == ''
+
+
+def test_the_budget_text_says_when_the_study_is_too_short():
+    setup = dict(epochs=9, batch=64, warmup_epochs=2, plain_lr=0.025)
+    falling = [2.0 - 0.1 * i for i in range(9)]  # still falling 0.3 over its last third
+    flat = falling + [1.2] * 9  # 18 epochs: flat over the last third
+    budget = dict(batch=64, warmup_epochs=2, plain_lr=0.025, seeds=[0],
+                  mean_final_train_loss={'9': falling[-1], '18': flat[-1]}, mean_top1={'9': 50.0, '18': 90.0},
+                  runs=[dict(epochs=9, train_loss=falling), dict(epochs=18, train_loss=flat)])
+    assert private._budget_text(budget, setup).endswith(
+        "is 18 epochs, so this study's 9 epochs are too few for it.")
+    assert 'too few' not in private._budget_text(budget, {**setup, 'epochs': 18})

@@ -16,8 +16,9 @@ stochastic depth:
 BatchNorm cannot take part: it normalises each example with statistics of the whole batch, so no example has a
 gradient of its own to clip (Opacus's ModuleValidator rejects it).
 
-The budget is one for every net and ε: 30 epochs at batch 64 with 2 warm-up epochs, the shortest after which the
-paper-exact net's non-private training loss stopped falling (--probe-epochs writes the evidence, <name>_budget.json).
+The budget is one for every net and ε: 30 epochs at batch 64 with 2 warm-up epochs, the batch-size study's; the
+paper-exact net's non-private training loss must have stopped falling by then (--probe-epochs writes the evidence,
+<name>_budget.json, which the table quotes: at lr 0.025 it stops falling by 20 epochs).
 Private runs: Opacus's PrivacyEngine.make_private_with_epsilon (hooks mode, Poisson sampling at rate batch/1437,
 PRV accountant) picks the noise multiplier that spends exactly (ε, δ = 1e-5) over the epochs; per-example gradients
 clipped to norm 1; SGD with momentum 0.9 at --lr, cosine decay per step. Non-private runs: the same nets, epochs,
@@ -26,7 +27,7 @@ the batch-size study). Both rates come from a pilot on seed 0 (README, "Private 
 Top-1 on the 360 validation images after the last epoch.
 Outputs in --out-dir: <name>_runs.csv (one row per run, written after each; --resume keeps the runs it holds with the
 same settings), <name>.json, <name>.md (the table for README) and <name>.png (top-1 against ε, min-max over seeds).
-About MINUTES CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREADS=1 (see validate/digits.py).
+About 46 CPU minutes for the whole grid on one thread: run it with OMP_NUM_THREADS=1 (see validate/digits.py).
 """
 import argparse
 import csv
@@ -387,9 +388,11 @@ def _budget_text(budget: Optional[Dict], setup: Dict) -> str:
     chosen = stopped_falling(budget)
     verdict = (f'the shortest budget over whose last third it fell by less than {PLATEAU:g} is {chosen} epochs'
                if chosen else f'in none of them did it fall by less than {PLATEAU:g} over the last third')
-    return (f'The budget: {setup["epochs"]} epochs for every net and ε, chosen so that the paper-exact NF-ResNet\'s '
-            f'non-private training loss has stopped falling at this batch and rate. Its last-epoch training loss by '
-            f'budget (`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
+    if chosen is None or chosen > setup['epochs']:
+        verdict += f', so this study\'s {setup["epochs"]} epochs are too few for it'
+    return (f'The budget: {setup["epochs"]} epochs for every net and ε, no fewer than the paper-exact NF-ResNet needs '
+            f'at this batch and rate for its non-private training loss to stop falling. Its last-epoch training loss '
+            f'by budget (`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
             f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; {verdict}.')
 
 
