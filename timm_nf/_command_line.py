@@ -185,7 +185,7 @@ def check_output_dir(path, option: str, may_create: bool = False) -> str:
     return full
 
 
-def folder_marker_files(folder: str, marker: str) -> Optional[List[str]]:
+def _folder_marker_files(folder: str, marker: str) -> Optional[List[str]]:
     """The files that a command's `marker` (written by `write_folder_marker`) says it wrote, or None."""
     try:
         with open(os.path.join(folder, marker), encoding='utf-8') as f:
@@ -217,7 +217,7 @@ def check_output_folder(path: str, option: str, replace: bool = False, marker: O
         if not replace:
             raise UsageError(f'{option} {path} exists: pass --overwrite to replace it')
         contents = set(os.listdir(full))
-        written = folder_marker_files(full, marker) if marker else None
+        written = _folder_marker_files(full, marker) if marker else None
         if contents and written is None:
             raise UsageError(f'{option} {path} holds files that this command did not write (it has no {marker}), '
                              f'so it is not replaced: name a new folder')

@@ -30,7 +30,7 @@ def network_errors() -> Tuple[type, ...]:
     return tuple(errors)
 
 
-def unreachable_reason(timeout: float = PROBE_TIMEOUT_S) -> Optional[str]:
+def _unreachable_reason(timeout: float = PROBE_TIMEOUT_S) -> Optional[str]:
     """Why the Hub's endpoint does not answer (any HTTP answer counts as an answer), or None."""
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
@@ -48,7 +48,7 @@ def hub_or_cache(timeout: float = PROBE_TIMEOUT_S) -> Iterator[Optional[str]]:
     if constants.HF_HUB_OFFLINE:
         yield 'huggingface_hub is in offline mode (HF_HUB_OFFLINE)'
         return
-    reason = unreachable_reason(timeout)
+    reason = _unreachable_reason(timeout)
     if reason is None:
         yield None
         return

@@ -62,7 +62,7 @@ def _tensors(value) -> Iterable[torch.Tensor]:
             yield from _tensors(item)
 
 
-def activation_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.dtype = torch.float32,
+def _activation_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.dtype = torch.float32,
                      forward: Optional[Callable] = None) -> Tuple[int, int]:
     """(largest activation, sum of every module's output) in bytes for one forward of `model` (on the meta device,
     built that way or with meta parameters swapped in) on an input of `input_shape`. Raises what the forward raises,
@@ -90,12 +90,12 @@ def activation_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torc
 
 def inference_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.dtype = torch.float32,
                     forward: Optional[Callable] = None) -> int:
-    largest, _ = activation_bytes(model, input_shape, dtype, forward)
+    largest, _ = _activation_bytes(model, input_shape, dtype, forward)
     return _numel(input_shape) * _itemsize(dtype) + 3 * largest
 
 
 def training_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.dtype = torch.float32) -> int:
-    _, total = activation_bytes(model, input_shape, dtype)
+    _, total = _activation_bytes(model, input_shape, dtype)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return _numel(input_shape) * _itemsize(dtype) + total + 4 * params
 
@@ -113,11 +113,11 @@ def check_fits(needed: int, what: str, advice: str, available: Optional[int] = N
     """UsageError when `needed` bytes exceed what this machine has available (no check where that is unknown)."""
     available = available_bytes() if available is None else available
     if available is not None and needed > available:
-        raise UsageError(f'{what} needs about {format_bytes(needed)} of memory (estimated from its layer sizes); '
-                         f'{format_bytes(available)} is available here: {advice}')
+        raise UsageError(f'{what} needs about {_format_bytes(needed)} of memory (estimated from its layer sizes); '
+                         f'{_format_bytes(available)} is available here: {advice}')
 
 
-def format_bytes(n: float) -> str:
+def _format_bytes(n: float) -> str:
     for unit, size in (('TiB', 2 ** 40), ('GiB', GiB), ('MiB', 2 ** 20)):
         if n >= size:
             return f'{n / size:.1f} {unit}'

@@ -79,13 +79,12 @@ def learning_rate(batch: int, base_lr: float) -> float:
     return base_lr * batch / BASE_BATCH
 
 
+_DIGITS_NETS = {'nf': 'nf_ours', 'nf_timm': 'nf_timm', 'bn': 'bn_resnet'}  # this study's names for digits.py's nets
+
+
 def build_net(kind: str, seed: int) -> nn.Module:
-    if kind == 'nf':
-        return digits.build_net('nf_ours', seed)
-    if kind == 'nf_timm':
-        return digits.build_net('nf_timm', seed)
-    if kind == 'bn':
-        return digits.build_net('bn_resnet', seed)
+    if kind in _DIGITS_NETS:
+        return digits.build_net(_DIGITS_NETS[kind], seed)
     if kind == 'gn_ws':
         torch.manual_seed(seed)
         return timm.create_model('resnetv2_50', num_classes=digits.NUM_CLASSES, layers=list(digits.DEPTHS),
@@ -199,10 +198,6 @@ def budget_probe(out_dir: Path, name: str, budgets: Sequence[int], seeds: Sequen
     return result
 
 
-def _runs_csv(runs: Sequence[Dict]) -> str:
-    return runs_csv(runs, RUN_FIELDS)
-
-
 def _read_runs(path: Path, epochs: int, base_lr: float, warmup_epochs: int) -> List[Dict]:
     """The runs of an earlier, interrupted invocation with the same budget and learning-rate rule."""
     if not path.is_file():
@@ -227,7 +222,7 @@ def _train_and_record(todo, runs: List[Dict], runs_path: Path, root: Path, epoch
     for kind, batch, seed, lr_factor in todo:
         row = train_one(root, kind, batch, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs, lr_factor)
         runs.append(row)
-        write_text_atomic(runs_path, _runs_csv(runs))
+        write_text_atomic(runs_path, runs_csv(runs, RUN_FIELDS))
         log(f"batch {batch:>3}  {kind:<5} seed {seed}  lr {row['lr']:.4g}  top-1 {row['top1']:6.2f}  "
             f"loss {row['final_train_loss']:.3f}  ({row['seconds']} s, {row['cpu_seconds']} s CPU)")
 
@@ -339,21 +334,27 @@ def stopped_falling(budget: Dict) -> Optional[int]:
     return next((e for e, fall in sorted(last_third_fall(budget).items()) if fall < PLATEAU), None)
 
 
-def _budget_text(budget: Optional[Dict], epochs: int) -> str:
-    """Why the study trains for `epochs`: the paper-exact NF-ResNet's training loss at batch 64 by budget."""
-    if not budget:
-        return ''
+def budget_findings(budget: Dict) -> str:
+    """A probe's figures, for a sentence: its seeds, each budget's last-epoch loss, fall and top-1, and the shortest
+    budget at which the loss stopped falling (also quoted by validate/private.py)."""
     falls = last_third_fall(budget)
     by_budget = '; '.join(f'{e} epochs: {loss:.3f}, fell {falls[int(e)]:.3f} over the last third, top-1 '
                           f'{budget["mean_top1"][e]:.1f} %' for e, loss in budget['mean_final_train_loss'].items())
     chosen = stopped_falling(budget)
     verdict = (f'the shortest budget over whose last third it fell by less than {PLATEAU:g} is {chosen} epochs'
                if chosen else f'in none of them did it fall by less than {PLATEAU:g} over the last third')
+    seeds = f'seed{"s" if len(budget["seeds"]) > 1 else ""} {", ".join(map(str, budget["seeds"]))}'
+    return f'(`--probe-epochs`, {seeds}): {by_budget}; {verdict}'
+
+
+def _budget_text(budget: Optional[Dict], epochs: int) -> str:
+    """Why the study trains for `epochs`: the paper-exact NF-ResNet's training loss at batch 64 by budget."""
+    if not budget:
+        return ''
     return (f'The budget: {epochs} epochs for every net and batch, chosen at the reference batch '
             f'{budget["batch"]} (lr {budget["base_lr"]:g}, {budget["warmup_epochs"]} warm-up epochs) so that the '
             f'paper-exact NF-ResNet\'s training loss has stopped falling. Its last-epoch training loss by budget '
-            f'(`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
-            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; {verdict}.')
+            f'{budget_findings(budget)}.')
 
 
 def _rates_text(rates: Sequence[Dict]) -> List[str]:

@@ -350,7 +350,8 @@ def _csv(value: str, allowed, what: str) -> List[str]:
     return items
 
 
-def _depths(value: str) -> tuple:
+def stage_depths(value: str) -> tuple:
+    """An argparse type (--depths, here and in dp_benchmark.py): four block counts, one per stage."""
     try:
         depths = tuple(int(v) for v in value.split(','))
     except ValueError:
@@ -381,7 +382,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--train-size', type=image_size, default=None)
     p.add_argument('--infer-batch', type=batch_size, default=None)
     p.add_argument('--infer-size', type=image_size, default=None)
-    p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every row (quick checks)')
+    p.add_argument('--depths', type=stage_depths, default=None, help='blocks per stage for every row (quick checks)')
     p.add_argument('--no-kernel-count', action='store_true', help='skip the kernel-count columns')
     p.add_argument('--fp32', action='store_true', help='no bf16 autocast on a GPU')
     p.add_argument('--threads', type=whole_number(1, 4096), default=None,

@@ -42,7 +42,7 @@ import timm_nf
 from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import UsageError, batch_size, check_output_file, command_main, image_size, whole_number
 from timm_nf._memory import check_fits, training_bytes
-from validate.benchmark import _depths
+from validate.benchmark import stage_depths
 from validate.machine import cpu_name
 from validate.op_count import sgd, train_step
 
@@ -153,7 +153,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--rounds', type=whole_number(1, 1000), default=7, help='timed rounds after one warm-up round')
     p.add_argument('--threads', type=whole_number(1, 1024), default=1, help='CPU threads for torch (default 1)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--depths', type=_depths, default=None, help='blocks per stage for every model (quick checks)')
+    p.add_argument('--depths', type=stage_depths, default=None, help='blocks per stage for every model (quick checks)')
     p.add_argument('--no-memory', action='store_true', help='skip the ghost-against-hooks memory probes')
     p.add_argument('--out', default=None, help='results JSON (default validate/results/dp_benchmark_<device>_<time>'
                                                '.json)')

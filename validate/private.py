@@ -57,7 +57,7 @@ from timm_nf._command_line import (UsageError, check_output_file, command_main, 
                                    real_number, whole_number)
 
 from . import digits
-from .batch_size import GN_GROUPS, PLATEAU, last_third_fall, stopped_falling
+from .batch_size import GN_GROUPS, PLATEAU, budget_findings, stopped_falling
 from .machine import cpu_name
 from .study_output import finish_and_save, runs_csv
 
@@ -191,10 +191,6 @@ def _key(run: Dict) -> Tuple[str, float, int]:
     return run['net'], float(run['epsilon']), int(run['seed'])
 
 
-def _runs_csv(runs: Sequence[Dict]) -> str:
-    return runs_csv(runs, RUN_FIELDS)
-
-
 def _read_runs(path: Path, epochs: int, warmup_epochs: int, batch: int, lr: float, plain_lr: float) -> List[Dict]:
     """The runs of an earlier, interrupted invocation with the same epochs, warm-up, batch and learning rates."""
     if not path.is_file():
@@ -323,7 +319,7 @@ def run(out_dir: Path, name: str, nets: Sequence[str], epsilons: Sequence[float]
             row = train_one(train, val, kind, eps if private else None, seed, epochs, batch,
                             lr if private else plain_lr, warmup_epochs)
             runs.append(row)
-            write_text_atomic(runs_path, _runs_csv(runs))
+            write_text_atomic(runs_path, runs_csv(runs, RUN_FIELDS))
             log(f"{_column(eps):<12} {kind:<8} seed {seed}  top-1 {row['top1']:6.2f}  noise "
                 f"{row['noise_multiplier']:.3f}  loss {row['final_train_loss']:.3f}  ({row['cpu_seconds']} s CPU)")
     table = summarize(runs)
@@ -382,18 +378,12 @@ def _budget_text(budget: Optional[Dict], setup: Dict) -> str:
     if not budget or (budget['batch'], budget['warmup_epochs']) != (setup['batch'], setup['warmup_epochs']) or \
             not math.isclose(budget['plain_lr'], setup['plain_lr']):
         return ''
-    falls = last_third_fall(budget)
-    by_budget = '; '.join(f'{e} epochs: {loss:.3f}, fell {falls[int(e)]:.3f} over the last third, top-1 '
-                          f'{budget["mean_top1"][e]:.1f} %' for e, loss in budget['mean_final_train_loss'].items())
     chosen = stopped_falling(budget)
-    verdict = (f'the shortest budget over whose last third it fell by less than {PLATEAU:g} is {chosen} epochs'
-               if chosen else f'in none of them did it fall by less than {PLATEAU:g} over the last third')
-    if chosen is None or chosen > setup['epochs']:
-        verdict += f', so this study\'s {setup["epochs"]} epochs are too few for it'
+    too_few = (f', so this study\'s {setup["epochs"]} epochs are too few for it'
+               if chosen is None or chosen > setup['epochs'] else '')
     return (f'The budget: {setup["epochs"]} epochs for every net and ε, no fewer than the paper-exact NF-ResNet needs '
             f'at this batch and rate for its non-private training loss to stop falling. Its last-epoch training loss '
-            f'by budget (`--probe-epochs`, seed{"s" if len(budget["seeds"]) > 1 else ""} '
-            f'{", ".join(map(str, budget["seeds"]))}): {by_budget}; {verdict}.')
+            f'by budget {budget_findings(budget)}{too_few}.')
 
 
 PROG = 'python -m validate private'

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .standardize import row_statistics
 
 
-def conv_input_patches(conv, x: torch.Tensor) -> torch.Tensor:
+def _conv_input_patches(conv, x: torch.Tensor) -> torch.Tensor:
     """(N, groups, fan_in, L): for every example, the inputs each of the L output positions of `conv` reads.
 
     `x` is the tensor the conv was called with; it is padded as WSConv2d.forward pads it: first the run-time 'SAME'
@@ -31,12 +31,7 @@ def conv_input_patches(conv, x: torch.Tensor) -> torch.Tensor:
     """
     x = conv.pad_input(x)
     n, groups = x.shape[0], conv.groups
-    padding = conv.padding
-    if isinstance(padding, str):  # 'valid' or 'same' (stride 1), as F.conv2d reads them
-        if padding == 'same':
-            total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
-            x = F.pad(x, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
-        padding = (0, 0)
+    padding = conv.padding  # always numbers: WSConv2d resolves its padding mode at construction (layers/padding.py)
     if tuple(conv.kernel_size) == (1, 1) and tuple(padding) == (0, 0):
         sh, sw = conv.stride
         patches = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
@@ -57,7 +52,7 @@ def ws_conv_grad_samples(conv, x: torch.Tensor, grad_out: torch.Tensor,
     wanted = [p for p in (weight, conv.gain, conv.bias, out_gain) if p is not None and p.requires_grad]
     if n == 0:  # an empty batch, which Poisson sampling can draw
         return {p: torch.zeros((0,) + p.shape, dtype=dtype, device=x.device) for p in wanted}
-    patches = conv_input_patches(conv, x.to(dtype))
+    patches = _conv_input_patches(conv, x.to(dtype))
     patches = patches - patches.mean(2, keepdim=True)  # the formula's backward removes each row's mean
     g = grad_out.to(dtype).reshape(n, groups, conv.out_channels // groups, grad_out[0, 0].numel())
     if patches.shape[-1] != g.shape[-1]:

@@ -115,9 +115,9 @@ def _rehearse(name: str, batch: int, args: argparse.Namespace) -> None:
              for i, site in enumerate(anatomy.sites)]
     try:
         needed = inference_bytes(model, shape, forward=getattr(model, 'forward_features', model))
+    except BadArgument:
+        raise
     except (RuntimeError, ValueError, AssertionError) as e:  # what a net says to an input it cannot take
-        if isinstance(e, BadArgument):
-            raise
         raise BadArgument('img_size', f'{name} cannot take a {shape[-2]}x{shape[-1]} input ({{arg}}): '
                                       f'{str(e).strip().splitlines()[0][:200]}') from None
     finally:
