@@ -419,6 +419,20 @@ def test_a_stale_backup_folder_does_not_block_overwrite(work, published, checkpo
     shutil.rmtree(stale)
 
 
+
+def test_overwrite_through_a_link_or_dot_replaces_the_folder_it_names(work, published, checkpoint, monkeypatch):
+    real = work / 'real_out'
+    shutil.copytree(published, real)
+    link = work / 'link_out'
+    link.symlink_to(real, target_is_directory=True)
+    (real / 'model.safetensors').write_bytes(b'stale')
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', link, '--overwrite') == 0
+    assert link.is_symlink() and (real / 'model.safetensors').read_bytes() != b'stale'
+    (real / 'model.safetensors').write_bytes(b'stale')
+    monkeypatch.chdir(real)
+    assert _publish(checkpoint, '--repo-id', REPO, '--out', '.', '--overwrite') == 0
+    assert (real / 'model.safetensors').read_bytes() != b'stale' and not list(work.glob('.*'))
+
 def test_verify_bad_sources_are_one_line(work, checkpoint, capsys, monkeypatch):
     from hub.verify import main as verify
     for source, message in ((str(work / 'missing_folder'), 'is neither a folder nor a registered ARCH.TAG'),
