@@ -18,17 +18,23 @@ def standardize(weight: torch.Tensor, row_gain: torch.Tensor, fan_in: int, eps_f
     return (weight - mean) * (row_gain * torch.rsqrt(torch.clamp_min(var * fan_in + eps_fan_in, floor)))
 
 
+def row_statistics(weight: torch.Tensor, fan_in: int, eps_fan_in: float, floor: float):
+    """(centered rows (out, n), rsqrt of the floored variance term (out, 1), whether the floor is inactive (out, 1)):
+    what the formula and its gradient are made of, outside autograd (here, and per example in ws_per_sample.py)."""
+    w = weight.reshape(weight.shape[0], -1)
+    centered = w - w.mean(1, keepdim=True)
+    var = torch.linalg.vector_norm(centered, dim=1, keepdim=True).square_().div_(w.shape[1])
+    var_fan_in = var * fan_in + eps_fan_in
+    return centered, torch.rsqrt(torch.clamp_min(var_fan_in, floor)), var_fan_in > floor
+
+
 class _StandardizeFast(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, row_gain, fan_in: int, eps_fan_in: float, floor: float):
-        w = weight.reshape(weight.shape[0], -1)
-        centered = w - w.mean(1, keepdim=True)
-        var = torch.linalg.vector_norm(centered, dim=1, keepdim=True).square_().div_(w.shape[1])
-        var_fan_in = var * fan_in + eps_fan_in
-        inv_std = torch.rsqrt(torch.clamp_min(var_fan_in, floor))
+        centered, inv_std, floor_inactive = row_statistics(weight, fan_in, eps_fan_in, floor)
         row_scale = row_gain.reshape(-1, 1) * inv_std
-        ctx.save_for_backward(weight, row_gain, centered, row_scale, inv_std, var_fan_in > floor)
+        ctx.save_for_backward(weight, row_gain, centered, row_scale, inv_std, floor_inactive)
         ctx.constants = fan_in, eps_fan_in, floor
         return (centered * row_scale).reshape_as(weight)
 
@@ -56,13 +62,3 @@ def standardize_fast(weight: torch.Tensor, row_gain: torch.Tensor, fan_in: int, 
                      floor: float) -> torch.Tensor:
     """`standardize` with the hand-written backward (eager mode only: not for compilers, FX or torch.func)."""
     return _StandardizeFast.apply(weight, row_gain, fan_in, eps_fan_in, floor)
-
-
-
-def row_statistics(weight: torch.Tensor, fan_in: int, eps_fan_in: float, floor: float):
-    """(centered rows (out, n), rsqrt of the floored variance term (out,), whether the floor is inactive (out,)): what
-    the formula's gradient is made of, for gradients computed outside autograd (per-example ones, ws_per_sample.py)."""
-    w = weight.reshape(weight.shape[0], -1)
-    centered = w - w.mean(1, keepdim=True)
-    var_fan_in = centered.square().mean(1) * fan_in + eps_fan_in
-    return centered, torch.rsqrt(torch.clamp_min(var_fan_in, floor)), var_fan_in > floor

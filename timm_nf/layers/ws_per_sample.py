@@ -64,6 +64,7 @@ def ws_conv_grad_samples(conv, x: torch.Tensor, grad_out: torch.Tensor,
         row_gain, bias = conv._row_gain_and_bias(out_gain)
     centered, inv_std, floor_inactive = row_statistics(weight.detach(), conv.fan_in, conv.var_eps_fan_in,
                                                        conv.var_floor)
+    inv_std, floor_inactive = inv_std.view(-1), floor_inactive.view(-1)
     centered = centered.view(groups, -1, centered.shape[1])
     row_scale = (row_gain.detach().reshape(-1) * inv_std).view(groups, -1)
     var_coef = torch.where(floor_inactive, inv_std * inv_std * (conv.fan_in / centered.shape[-1]), 0.0)
