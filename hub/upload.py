@@ -9,7 +9,8 @@ from typing import Optional
 from huggingface_hub import CommitInfo, HfApi
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
-from timm_nf._command_line import UsageError, first_line
+from timm_nf._arguments import first_line
+from timm_nf._command_line import UsageError
 from timm_nf._download import network_errors
 
 from .names import RepoName

@@ -15,7 +15,8 @@ import torch
 import timm
 from safetensors import SafetensorError
 
-from timm_nf._command_line import UsageError, command_main, description, first_line, image_size, non_negative_float
+from timm_nf._arguments import first_line
+from timm_nf._command_line import UsageError, command_main, description, image_size, non_negative_float
 from timm_nf._download import hub_or_cache, network_errors
 from timm_nf._memory import check_fits, inference_bytes
 from timm_nf.checkpoint import (CheckpointError, build_model, checkpoint_file, read_checkpoint, read_safetensors,

@@ -26,6 +26,12 @@ class BadArgument(ValueError):
         return self.template.replace('{arg}', name)  # not str.format: the rest may quote braces
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none: a one-line error can quote it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def range_text(low: float = -math.inf, high: float = math.inf, low_in: bool = True, high_in: bool = True,
                whole: bool = False) -> str:
     """'a whole number in [1, 8192]', 'a finite number > 0', ...: what a bounded value must be."""

@@ -44,12 +44,6 @@ def description(docstring: str) -> str:
     return text.split('`: ', 1)[1] if text.startswith('`') else text
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type's name when it has none: a one-line error can quote it."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def fail(prog: str, message: str) -> int:
     print(f'{prog}: error: {message}', file=sys.stderr)
     return EXIT_USAGE

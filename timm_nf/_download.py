@@ -13,7 +13,8 @@ from typing import Iterator, Optional, Tuple
 from safetensors import SafetensorError
 from torch import nn
 
-from ._command_line import UsageError, first_line
+from ._arguments import first_line
+from ._command_line import UsageError
 
 PROBE_TIMEOUT_S = 3.0
 

@@ -18,7 +18,8 @@ import torch
 from safetensors import SafetensorError
 from timm.models import clean_state_dict, create_model
 
-from ._command_line import UsageError, first_line
+from ._arguments import first_line
+from ._command_line import UsageError
 
 # the order train.py's CheckpointSaver makes them in, best first
 _FOLDER_CHECKPOINTS = ('model_best.pth.tar', 'last.pth.tar')

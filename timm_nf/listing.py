@@ -6,8 +6,8 @@ from typing import List, Optional
 import timm
 import torch
 
-from ._arguments import BadArgument
-from ._command_line import UsageError, check_model_name, command_main, description, first_line, image_size
+from ._arguments import BadArgument, first_line
+from ._command_line import UsageError, check_model_name, command_main, description, image_size
 from ._memory import check_fits, inference_bytes
 from .models import MODEL_CONFIGS
 from .spp.inputs import create_at_size
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             with torch.no_grad():
                 logits = model(x)
         except (RuntimeError, ValueError, AssertionError) as e:  # a model that could not be checked on meta
-            raise UsageError(f'--img-size {args.img_size} does not fit {name}: {_first(e)}') from None
+            raise UsageError(f'--img-size {args.img_size} does not fit {name}: {first_line(e)[:200]}') from None
         ok = bool(torch.isfinite(logits).all())
         print(f'forward {name}: input {tuple(x.shape)} -> logits {tuple(logits.shape)}, finite={ok}, '
               f'{time.perf_counter() - start:.2f}s')
@@ -76,12 +76,8 @@ def _rehearse(name: str, img_size: int) -> None:
     try:
         needed = inference_bytes(model, shape)
     except (RuntimeError, ValueError, AssertionError) as e:  # e.g. an input smaller than the net's downsampling
-        raise UsageError(f'--img-size {img_size} does not fit {name}: {_first(e)}') from None
+        raise UsageError(f'--img-size {img_size} does not fit {name}: {first_line(e)[:200]}') from None
     check_fits(needed, f'a forward pass of {name} at {img_size} px', 'lower --img-size')
-
-
-def _first(error: BaseException) -> str:
-    return first_line(error)[:200]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

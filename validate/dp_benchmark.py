@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import timm_nf
 from timm_nf._atomic import write_text_atomic
+from timm_nf._arguments import first_line
 from timm_nf._command_line import UsageError, batch_size, check_output_file, command_main, image_size, whole_number
 from timm_nf._memory import check_fits, training_bytes
 from validate.benchmark import stage_depths
@@ -93,7 +94,7 @@ def _steps(name: str, modes: List[str], x: torch.Tensor, y: torch.Tensor,
             step = partial(_dp_step, *dp, x, y)
             step()  # a mode fails at the first step, if at all
         except Exception as e:  # noqa: BLE001  (what Opacus or torch raises is the result reported)
-            steps[mode] = f'{type(e).__name__}: {str(e).strip().splitlines()[0][:160]}'
+            steps[mode] = f'{type(e).__name__}: {first_line(e)[:160]}'
             continue
         steps[mode] = step
     return steps

@@ -34,6 +34,7 @@ import timm_nf  # noqa: F401  (registers our models)
 from timm_nf.spp import SPPResult, plot_spp, signal_propagation, write_csv
 from timm_nf.spp.inputs import create_at_size
 from timm_nf._atomic import write_text_atomic
+from timm_nf._arguments import first_line
 from timm_nf._command_line import UsageError, batch_size, check_output_dir, command_main, image_size, whole_number
 from timm_nf._memory import check_fits, inference_bytes
 from timm_nf._progress import progress_wanted
@@ -202,7 +203,7 @@ def _check(args) -> None:
         try:
             needed = inference_bytes(model, (batch, 3, size, size))
         except (RuntimeError, ValueError, AssertionError) as e:
-            raise UsageError(f'{size} px does not fit the nets: {str(e).strip().splitlines()[0][:200]}; change '
+            raise UsageError(f'{size} px does not fit the nets: {first_line(e)[:200]}; change '
                              f'{what}') from None
         check_fits(needed, f'measuring at batch {batch}, {size} px', f'lower {what}')
 

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import torch
 
-from .._arguments import BadArgument
+from .._arguments import BadArgument, first_line
 from .._atomic import atomic_path
 from .._command_line import (UsageError, batch_size, check_model_name, check_output_file, command_main, image_size,
                              real_number, random_seed)
@@ -119,7 +119,7 @@ def _rehearse(name: str, batch: int, args: argparse.Namespace) -> None:
         raise
     except (RuntimeError, ValueError, AssertionError) as e:  # what a net says to an input it cannot take
         raise BadArgument('img_size', f'{name} cannot take a {shape[-2]}x{shape[-1]} input ({{arg}}): '
-                                      f'{str(e).strip().splitlines()[0][:200]}') from None
+                                      f'{first_line(e)[:200]}') from None
     finally:
         for hook in hooks:
             hook.remove()

@@ -4,7 +4,7 @@ import math
 import os
 from typing import Optional, Sequence
 
-from .._arguments import BadArgument, require_type, require_whole
+from .._arguments import BadArgument, first_line, require_type, require_whole
 from .._atomic import atomic_path
 from .result import BlockStats, SPPResult
 
@@ -114,7 +114,7 @@ def _save(fig, target, fmt: str, dpi: int, title: Optional[str]) -> None:
         raise BadArgument('title', f'{{arg}} {title!r} cannot be drawn as mathtext: {reason}') from None
     except (RuntimeError, OSError) as e:  # e.g. .pgf needs a LaTeX installation
         raise BadArgument('path', f'cannot write a .{fmt} figure here ({{arg}}): '
-                                  f'{str(e).strip().splitlines()[0]}') from None
+                                  f'{first_line(e)}') from None
 
 
 def _close(fig) -> None:
