@@ -44,7 +44,6 @@ from typing import Dict, List, Optional, Sequence
 
 import timm
 import torch
-from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 
 from timm_nf._atomic import write_text_atomic
@@ -54,6 +53,7 @@ from timm_nf._memory import check_training_fits
 
 from . import digits
 from .machine import cpu_name
+from .reference_nets import gn_ws_resnet
 from .study_output import finish_and_save, runs_csv
 
 RESULTS_DIR = digits.RESULTS_DIR
@@ -87,10 +87,8 @@ def build_net(kind: str, seed: int) -> nn.Module:
         return digits.build_net(_DIGITS_NETS[kind], seed)
     if kind == 'gn_ws':
         torch.manual_seed(seed)
-        return timm.create_model('resnetv2_50', num_classes=digits.NUM_CLASSES, layers=list(digits.DEPTHS),
-                                 channels=digits.WIDTHS, stem_chs=digits.STEM_WIDTH,
-                                 conv_layer=partial(StdConv2d, eps=1e-8),
-                                 norm_layer=partial(GroupNormAct, num_groups=GN_GROUPS))
+        return gn_ws_resnet(GN_GROUPS, num_classes=digits.NUM_CLASSES, layers=list(digits.DEPTHS),
+                            channels=digits.WIDTHS, stem_chs=digits.STEM_WIDTH)
     raise ValueError(f'unknown net {kind!r}: expected one of {", ".join(NETS)}')
 
 

@@ -34,7 +34,6 @@ from typing import Callable, Dict, List, Optional
 
 import timm
 import torch
-from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -46,6 +45,7 @@ from timm_nf._memory import check_fits, training_bytes
 from validate.benchmark import stage_depths
 from validate.machine import cpu_name
 from validate.op_count import sgd, train_step
+from validate.reference_nets import gn_ws_resnet
 
 PEER = 'gn_ws_resnet50'
 PEER_TEXT = "GroupNorm + WS ResNet-50 (timm's resnetv2_50, BiT layers)"
@@ -57,9 +57,7 @@ CLASSES = 10
 def build(name: str, depths: Optional[tuple] = None) -> nn.Module:
     torch.manual_seed(0)
     if name == PEER:
-        return timm.create_model('resnetv2_50', num_classes=CLASSES, conv_layer=partial(StdConv2d, eps=1e-8),
-                                 norm_layer=partial(GroupNormAct, num_groups=32, inplace=False),
-                                 **(dict(layers=list(depths)) if depths else {}))
+        return gn_ws_resnet(32, num_classes=CLASSES, **(dict(layers=list(depths)) if depths else {}))
     return timm.create_model(name, num_classes=CLASSES, **(dict(depths=depths) if depths else {}))
 
 

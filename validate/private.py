@@ -39,7 +39,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -47,7 +46,6 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.data import create_dataset, create_transform
-from timm.layers import GroupNormAct, StdConv2d
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -57,6 +55,7 @@ from timm_nf._command_line import (UsageError, check_output_file, command_main, 
                                    real_number, whole_number)
 
 from . import digits
+from . import batch_size
 from .batch_size import GN_GROUPS, PLATEAU, budget_findings, stopped_falling
 from .machine import cpu_name
 from .study_output import finish_and_save, runs_csv
@@ -81,19 +80,15 @@ BATCH_NORM_LINE = ('BatchNorm cannot take part: it normalises each example with 
 
 
 def build_net(kind: str, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    shape = dict(num_classes=digits.NUM_CLASSES)
-    if kind == 'nf':
-        return timm.create_model('dm_nf_resnet50', depths=digits.DEPTHS, widths=digits.WIDTHS,
-                                 stem_width=digits.STEM_WIDTH, **shape)
+    """The batch-size study's nets, but timm's NF-ResNet as timm-nf builds it (timm's own applies an in-place
+    activation to a conv's output, which Opacus's hooks refuse)."""
+    if kind not in NETS:
+        raise ValueError(f'unknown net {kind!r}: expected one of {", ".join(NETS)}')
     if kind == 'nf_timm':
-        return timm.create_model('nf_resnet50', depths=digits.DEPTHS, widths=digits.WIDTHS,
-                                 stem_width=digits.STEM_WIDTH, **shape)
-    if kind == 'gn_ws':
-        return timm.create_model('resnetv2_50', layers=list(digits.DEPTHS), channels=digits.WIDTHS,
-                                 stem_chs=digits.STEM_WIDTH, conv_layer=partial(StdConv2d, eps=1e-8),
-                                 norm_layer=partial(GroupNormAct, num_groups=GN_GROUPS, inplace=False), **shape)
-    raise ValueError(f'unknown net {kind!r}: expected one of {", ".join(NETS)}')
+        torch.manual_seed(seed)
+        return timm.create_model('nf_resnet50', num_classes=digits.NUM_CLASSES, depths=digits.DEPTHS,
+                                 widths=digits.WIDTHS, stem_width=digits.STEM_WIDTH)
+    return batch_size.build_net(kind, seed)
 
 
 def batch_norm_line() -> str:

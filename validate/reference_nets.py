@@ -5,12 +5,16 @@
   no zero-init of the last layer, as in the paper's Fig. 1 (DeepMind's 'ResNet600' variant, depths 50-50-50-50).
 - "NF, He init" (paper Fig. 2): the paper-exact NF-ResNet with α and β but plain He-initialised convs instead of
   Scaled WS, and no γ (He's √2 plays its part).
+- GroupNorm + weight standardisation, the normalised peer that needs no batch statistics (the batch-size, private and
+  DP-cost studies): timm's ResNetV2 with BiT's layers.
 """
+from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import GroupNormAct, StdConv2d
 from torch import nn
 
 from timm_nf.layers import WSConv2d, activation_gamma
@@ -79,3 +83,10 @@ def nf_resnet_he_init(depths: Sequence[int] = RESNET600_DEPTHS) -> nn.Module:
                 he.gain.copy_(conv.gain)
             setattr(parent, name, he)
     return model
+
+
+def gn_ws_resnet(num_groups: int, **kwargs) -> nn.Module:
+    """timm's resnetv2_50 (shape in `kwargs`) with BiT's StdConv2d and GroupNorm, activations out of place: Opacus's
+    backward hooks refuse an in-place op on a hooked module's output, and the numbers are the same either way."""
+    return timm.create_model('resnetv2_50', conv_layer=partial(StdConv2d, eps=1e-8),
+                             norm_layer=partial(GroupNormAct, num_groups=num_groups, inplace=False), **kwargs)
