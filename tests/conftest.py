@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import timm_nf  # noqa: F401  registers the models even where the start-up hook is not installed
+from helpers import torch_threads
 
 
 @pytest.fixture(autouse=True)
@@ -18,9 +19,8 @@ def _seed():
 @pytest.fixture
 def keep_threads():
     """Restores torch's thread count: a command's --threads sets it for the process; later tests expect the default."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(torch.get_num_threads()):
+        yield
 
 
 def pytest_configure(config):

@@ -1,4 +1,7 @@
-"""Shared helpers for the tests: timm's own NormFreeNet as the reference, and weights that are not at their init."""
+"""Shared helpers for the tests: timm's own NormFreeNet as the reference, weights that are not at their init, and
+torch's thread count."""
+import contextlib
+
 import torch
 from timm.models import nfnet as timm_nfnet
 
@@ -34,3 +37,15 @@ def one_error_line(err: str, prog: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and 'Traceback' not in err, err
     return lines[0]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = 1):
+    """torch's thread count set for a block, restored after. One thread for the small training runs: on a shared
+    2-core machine a second OpenMP thread per process makes their small steps up to 20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

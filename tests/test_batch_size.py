@@ -10,6 +10,8 @@ import torch
 
 from validate import batch_size, digits
 
+from helpers import torch_threads
+
 
 def _small_digits(write):
     """digits' own image folder, thinned to 20 training and 8 validation images per class: the mechanics are the
@@ -26,18 +28,13 @@ def _small_digits(write):
 
 @pytest.fixture(scope='module')
 def small_run(tmp_path_factory):
-    # one thread: on a shared 2-core machine two OpenMP threads per process slow these small steps down 20x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    patch = pytest.MonkeyPatch()
-    patch.setattr(digits, 'write_image_folder', _small_digits(digits.write_image_folder))
-    out = tmp_path_factory.mktemp('batch_size')
-    logged = []
-    result = batch_size.run(out, 'bs', nets=list(batch_size.NETS), batch_sizes=[16, 64], seeds=[0, 1], epochs=1,
-                            base_lr=0.05, weight_decay=5e-5, img_size=16, log=logged.append)
-    yield out, result, logged
-    patch.undo()
-    torch.set_num_threads(threads)
+    with torch_threads(1), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(digits, 'write_image_folder', _small_digits(digits.write_image_folder))
+        out = tmp_path_factory.mktemp('batch_size')
+        logged = []
+        result = batch_size.run(out, 'bs', nets=list(batch_size.NETS), batch_sizes=[16, 64], seeds=[0, 1], epochs=1,
+                                base_lr=0.05, weight_decay=5e-5, img_size=16, log=logged.append)
+        yield out, result, logged
 
 
 def test_every_net_batch_and_seed_is_trained_with_the_stated_rate(small_run):

@@ -3,21 +3,19 @@ both learn with timm's training components, and the stability sweep tells a dive
 import math
 
 import pytest
-import torch
 
 from validate import digits
+
+from helpers import torch_threads
 
 CHANCE_TOP1 = 100.0 / digits.NUM_CLASSES
 
 
 @pytest.fixture(scope='module')
 def loaders(tmp_path_factory):
-    # one thread: on a shared 2-core machine two OpenMP threads per process slow these small steps down 20x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = digits.write_image_folder(tmp_path_factory.mktemp('digits'), img_size=32)
-    yield digits.make_loaders(root, img_size=32, batch_size=64)
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        root = digits.write_image_folder(tmp_path_factory.mktemp('digits'), img_size=32)
+        yield digits.make_loaders(root, img_size=32, batch_size=64)
 
 
 def test_nf_and_bn_nets_learn_digits(loaders):

@@ -18,7 +18,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from helpers import rel_err
+from helpers import rel_err, torch_threads
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -47,11 +47,8 @@ EXACT = 1e-10  # float64; the loop and the samplers reach about 1e-14
 
 @pytest.fixture(autouse=True, scope='module')
 def _one_thread():
-    # these nets are tiny: a second OpenMP thread only adds synchronisation (10x slower on a busy 2-core machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):  # these nets are tiny: a second thread only adds synchronisation
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -5,32 +5,29 @@ import json
 import math
 
 import pytest
-import torch
 from torch.utils.data import TensorDataset
 
 pytest.importorskip('opacus')
 from validate import private  # noqa: E402
 
+from helpers import torch_threads  # noqa: E402
+
 
 @pytest.fixture(scope='module')
 def small_run(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    patch = pytest.MonkeyPatch()
-    load = private.load_tensors
+    with torch_threads(1), pytest.MonkeyPatch.context() as patch:
+        load = private.load_tensors
 
-    def fewer_images(img_size):  # digits' own tensors, thinned: the mechanics are the same, the runs cheaper
-        train, val = load(img_size)
-        return TensorDataset(*(t[:160] for t in train.tensors)), TensorDataset(*(t[:60] for t in val.tensors))
+        def fewer_images(img_size):  # digits' own tensors, thinned: the mechanics are the same, the runs cheaper
+            train, val = load(img_size)
+            return TensorDataset(*(t[:160] for t in train.tensors)), TensorDataset(*(t[:60] for t in val.tensors))
 
-    patch.setattr(private, 'load_tensors', fewer_images)
-    out = tmp_path_factory.mktemp('private')
-    logged = []
-    result = private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
-                         plain_lr=0.025, warmup_epochs=1, log=logged.append)
-    yield out, result, logged
-    patch.undo()
-    torch.set_num_threads(threads)
+        patch.setattr(private, 'load_tensors', fewer_images)
+        out = tmp_path_factory.mktemp('private')
+        logged = []
+        result = private.run(out, 'p', nets=['nf', 'gn_ws'], epsilons=[8.0], seeds=[0], epochs=2, batch=32, lr=1.0,
+                             plain_lr=0.025, warmup_epochs=1, log=logged.append)
+        yield out, result, logged
 
 
 def test_every_run_spends_its_budget(small_run):
