@@ -54,8 +54,7 @@ from timm_nf._atomic import write_text_atomic
 from timm_nf._command_line import (UsageError, check_output_file, command_main, positive_float, random_seed,
                                    real_number, whole_number)
 
-from . import digits
-from . import batch_size
+from . import batch_size, digits
 from .batch_size import GN_GROUPS, PLATEAU, budget_findings, stopped_falling
 from .machine import cpu_name
 from .study_output import finish_and_save, runs_csv
