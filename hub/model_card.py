@@ -202,12 +202,12 @@ def _private_section(root: Path, entries: List[dict]) -> List[str]:
                   'as public data: the privacy guarantee covers the fine-tuning data only). DP noise grows with the '
                   'number of trained parameters, so the smaller net, or training only part of a net (the classifier, '
                   'the gains and biases), gives up less accuracy at a given ε:', '']
-        for e in sorted(entries, key=lambda e: params_and_macs(e['tag'].split('.')[0], [])[0]):
-            params = params_and_macs(e['tag'].split('.')[0], [])[0]
+        params = {e['tag']: params_and_macs(e['tag'].split('.')[0], [])[0] for e in entries}
+        for e in sorted(entries, key=lambda e: params[e['tag']]):
             top1 = e.get('metrics', {}).get('imagenet_top1', {})
             size = max(top1, key=top1.get) if top1 else None
             best = f', ImageNet top-1 {top1[size]:.1f} % at {size} px' if top1 else ''
-            lines.append(f'- `{e["tag"]}`: {millions(params)} M parameters{best}.')
+            lines.append(f'- `{e["tag"]}`: {millions(params[e["tag"]])} M parameters{best}.')
         lines += ['', 'The paper-exact `dm_` family has no published weights yet.', '']
     else:
         lines += ['No weights are published yet: private training starts from random initialisation.', '']

@@ -63,7 +63,7 @@ def _tensors(value) -> Iterable[torch.Tensor]:
 
 
 def _activation_bytes(model: nn.Module, input_shape: Tuple[int, ...], dtype: torch.dtype = torch.float32,
-                     forward: Optional[Callable] = None) -> Tuple[int, int]:
+                      forward: Optional[Callable] = None) -> Tuple[int, int]:
     """(largest activation, sum of every module's output) in bytes for one forward of `model` (on the meta device,
     built that way or with meta parameters swapped in) on an input of `input_shape`. Raises what the forward raises,
     e.g. for an input too small for the net."""
