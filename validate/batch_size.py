@@ -40,7 +40,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import timm
 import torch
@@ -173,26 +173,41 @@ def budget_probe(out_dir: Path, name: str, budgets: Sequence[int], seeds: Sequen
     """The paper-exact NF-ResNet at the reference batch (64) for each budget in epochs: its training loss per epoch.
 
     The budget for the whole study is the shortest one after which this loss no longer falls (<name>_budget.json)."""
-    runs = []
     with tempfile.TemporaryDirectory(prefix='timm_nf_batch_size_') as tmp:
         root = digits.write_image_folder(Path(tmp), img_size)
-        for epochs in budgets:
-            for seed in seeds:
-                row = train_one(root, 'nf', BASE_BATCH, seed, epochs, base_lr, weight_decay, img_size, warmup_epochs)
-                runs.append(row)
-                log(f"{epochs:>3} epochs  seed {seed}  top-1 {row['top1']:6.2f}  loss {row['final_train_loss']:.3f}"
-                    f"  ({row['cpu_seconds']} s CPU)  losses {row['train_loss']}")
-    final = {e: statistics.fmean(r['final_train_loss'] for r in runs if r['epochs'] == e) for e in budgets}
-    result = dict(net=NETS['nf'], batch=BASE_BATCH, base_lr=base_lr, warmup_epochs=warmup_epochs,
-                  weight_decay=weight_decay, img_size=img_size, seeds=list(seeds),
-                  mean_final_train_loss={str(e): round(v, 4) for e, v in final.items()},
-                  mean_top1={str(e): round(statistics.fmean(r['top1'] for r in runs if r['epochs'] == e), 2)
-                             for e in budgets},
+        return probe_budgets(
+            lambda epochs, seed: train_one(root, 'nf', BASE_BATCH, seed, epochs, base_lr, weight_decay, img_size,
+                                           warmup_epochs),
+            budgets, seeds, out_dir / f'{name}_budget.json', log,
+            setup=dict(batch=BASE_BATCH, base_lr=base_lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                       img_size=img_size))
+
+
+def probe_budgets(train: Callable[[int, int], Dict], budgets: Sequence[int], seeds: Sequence[int], path: Path, log,
+                  setup: Dict) -> Dict:
+    """`train(epochs, seed)` (a run of the paper-exact NF-ResNet) for every budget and seed; the probe, written to
+    `path`: `setup`, each budget's mean last-epoch loss and top-1, and every run's loss per epoch (also the budget
+    probe of validate/private.py)."""
+    runs = []
+    for epochs in budgets:
+        for seed in seeds:
+            row = train(epochs, seed)
+            runs.append(row)
+            log(f"{epochs:>3} epochs  seed {seed}  top-1 {row['top1']:6.2f}  loss {row['final_train_loss']:.3f}  "
+                f"({row['cpu_seconds']} s CPU)  losses {row['train_loss']}")
+
+    def mean(column: str, epochs: int, places: int) -> float:
+        return round(statistics.fmean(r[column] for r in runs if r['epochs'] == epochs), places)
+
+    result = dict(net=NETS['nf'], **setup, seeds=list(seeds),
+                  mean_final_train_loss={str(e): mean('final_train_loss', e, 4) for e in budgets},
+                  mean_top1={str(e): mean('top1', e, 2) for e in budgets},
                   runs=[{k: r[k] for k in ('epochs', 'seed', 'top1', 'final_train_loss', 'train_loss', 'cpu_seconds')}
                         for r in runs],
                   threads=torch.get_num_threads(), processor=cpu_name())
-    write_text_atomic(out_dir / f'{name}_budget.json', json.dumps(result, indent=1) + '\n')
-    log(f'mean final training loss by budget: {result["mean_final_train_loss"]}; top-1 {result["mean_top1"]}')
+    write_text_atomic(path, json.dumps(result, indent=1) + '\n')
+    log(f'mean final training loss by budget: {result["mean_final_train_loss"]}; top-1 {result["mean_top1"]}; '
+        f'stopped falling (less than {PLATEAU:g} over the last third) at: {stopped_falling(result)} epochs')
     return result
 
 

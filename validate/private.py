@@ -55,7 +55,7 @@ from timm_nf._command_line import (UsageError, check_output_file, command_main, 
                                    real_number, whole_number)
 
 from . import batch_size, digits
-from .batch_size import GN_GROUPS, PLATEAU, budget_findings, stopped_falling
+from .batch_size import GN_GROUPS, budget_findings, probe_budgets, stopped_falling
 from .machine import cpu_name
 from .study_output import finish_and_save, runs_csv
 
@@ -344,27 +344,10 @@ def budget_probe(out_dir: Path, name: str, budgets: Sequence[int], seeds: Sequen
     its training loss per epoch (<name>_budget.json). The study's budget is the shortest after which it stopped
     falling, so that no net is compared before it has trained (batch_size.stopped_falling)."""
     train, val = load_tensors(img_size)
-    runs = []
-    for epochs in budgets:
-        for seed in seeds:
-            row = train_one(train, val, 'nf', None, seed, epochs, batch, plain_lr, warmup_epochs)
-            runs.append(row)
-            log(f"{epochs:>3} epochs  seed {seed}  top-1 {row['top1']:6.2f}  loss {row['final_train_loss']:.3f}  "
-                f"({row['cpu_seconds']} s CPU)  losses {row['train_loss']}")
-
-    def mean(column: str, epochs: int) -> float:
-        return round(statistics.fmean(r[column] for r in runs if r['epochs'] == epochs), 4)
-
-    result = dict(net=NETS['nf'], batch=batch, plain_lr=plain_lr, warmup_epochs=warmup_epochs, img_size=img_size,
-                  seeds=list(seeds), mean_final_train_loss={str(e): mean('final_train_loss', e) for e in budgets},
-                  mean_top1={str(e): mean('top1', e) for e in budgets},
-                  runs=[{k: r[k] for k in ('epochs', 'seed', 'top1', 'final_train_loss', 'train_loss', 'cpu_seconds')}
-                        for r in runs],
-                  threads=torch.get_num_threads(), processor=cpu_name())
-    write_text_atomic(out_dir / f'{name}_budget.json', json.dumps(result, indent=1) + '\n')
-    log(f'mean final training loss by budget: {result["mean_final_train_loss"]}; top-1 {result["mean_top1"]}; '
-        f'stopped falling (less than {PLATEAU:g} over the last third) at: {stopped_falling(result)} epochs')
-    return result
+    return probe_budgets(
+        lambda epochs, seed: train_one(train, val, 'nf', None, seed, epochs, batch, plain_lr, warmup_epochs),
+        budgets, seeds, out_dir / f'{name}_budget.json', log,
+        setup=dict(batch=batch, plain_lr=plain_lr, warmup_epochs=warmup_epochs, img_size=img_size))
 
 
 def _budget_text(budget: Optional[Dict], setup: Dict) -> str:
